@@ -1,1 +1,18 @@
-//! placeholder
+//! moonlit's Lua runtime and configuration model.
+//!
+//! Owns: the Lua state of PID 1 with its limits and tasks ([`runtime`]),
+//! process creation for everything moonlit starts ([`spawn`]), reading the
+//! configuration directory ([`modules`]) and turning declarations into a
+//! validated plan ([`plan`]). Does not own the event loop, supervision or
+//! the control socket: those live in the `moonlit` binary (`init/`).
+
+pub mod error;
+mod fdutil;
+pub mod modules;
+pub mod plan;
+pub mod runtime;
+pub mod spawn;
+
+pub use error::{ConfigError, ErrorKind};
+pub use plan::{Plan, ServiceSpec};
+pub use runtime::{BootInfo, HostRequest, Limits, Request, Runtime, Step, TaskId};

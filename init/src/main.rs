@@ -1,1 +1,382 @@
-fn main() {}
+//! `moonlit`: a Lua-scripted init. One binary: PID 1 of a machine or a
+//! container, a sandbox or user-mode supervisor (`run`), the control client
+//! (`ctl`) and the configuration checker (`check`).
+//!
+//! This file decides the mode and sets the process up (signals blocked from
+//! the first lines, panic hook, stage 1); the loop lives in [`init`].
+
+mod console;
+mod control;
+mod ctl;
+mod init;
+mod logs;
+mod mode;
+mod shutdown;
+mod stage1;
+mod supervisor;
+mod sys;
+
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+
+use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow};
+
+use crate::console::Console;
+use crate::init::{now_ms, Init, Options};
+use crate::mode::Mode;
+
+const USAGE: &str = "usage:
+  moonlit                         as PID 1: boot the system (config: /etc/moonlit,
+                                  or moonlit.config= on the kernel command line)
+  moonlit run [--sandbox] [--control PATH] [--debug] DIR
+                                  run the configuration in DIR: --sandbox as PID 1 of
+                                  new pid/mount/uts/ipc/net namespaces (root), else as
+                                  a subreaper for development (no root needed)
+  moonlit ctl [--socket PATH] COMMAND ...   talk to a running moonlit (see ctl --help)
+  moonlit check DIR               validate a configuration without booting it
+  moonlit --version";
+
+/// Blocks every asynchronous signal; returns the set (for the signalfd).
+fn block_signals() -> SigSet {
+    let all = SigSet::all();
+    let _ = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&all), None);
+    all
+}
+
+fn unblock_signals() {
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+}
+
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let loc = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| info.payload().downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
+        eprintln!("moonlit: internal error: {msg}{loc}");
+    }));
+}
+
+/// Kernel command line as `key=value` pairs (double quotes group words).
+fn kernel_cmdline() -> Vec<(String, String)> {
+    let text = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut words = Vec::new();
+    for c in text.trim().chars() {
+        match c {
+            '"' => quoted = !quoted,
+            c if c.is_whitespace() && !quoted => {
+                if !cur.is_empty() {
+                    words.push(std::mem::take(&mut cur));
+                }
+            }
+            c => cur.push(c),
+        }
+    }
+    if !cur.is_empty() {
+        words.push(cur);
+    }
+    for w in words {
+        match w.split_once('=') {
+            Some((k, v)) => out.push((k.to_string(), v.to_string())),
+            None => out.push((w, String::new())),
+        }
+    }
+    out
+}
+
+fn arg_value(args: &[String], name: &str) -> Option<String> {
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
+}
+
+/// The console for moonlit's messages: /dev/console in system mode,
+/// otherwise a duplicate of stdout.
+fn open_console(mode: Mode) -> Console {
+    let fd: Option<OwnedFd> = if mode == Mode::System {
+        rustix::fs::open(
+            "/dev/console",
+            rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::NOCTTY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .ok()
+    } else {
+        None
+    };
+    let fd = fd.or_else(|| rustix::io::fcntl_dupfd_cloexec(rustix::stdio::stdout(), 3).ok());
+    match fd {
+        Some(fd) => Console::new(fd),
+        None => Console::new(
+            rustix::fs::open("/dev/null", rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty())
+                .unwrap_or_else(|_| rescue("no console and no /dev/null")),
+        ),
+    }
+}
+
+/// Last resort when PID 1 cannot go on: a shell on the console if there is
+/// one, else sync and power off. Never returns, never exits.
+pub fn rescue(why: &str) -> ! {
+    eprintln!("moonlit: cannot continue: {why}");
+    for sh in ["/bin/sh", "/bin/busybox"] {
+        if std::path::Path::new(sh).exists() {
+            unblock_signals();
+            let argv: &[&str] = if sh.ends_with("busybox") { &[sh, "sh"] } else { &[sh] };
+            eprintln!("moonlit: starting rescue shell {sh}");
+            let e = sys::exec(argv);
+            eprintln!("moonlit: exec {sh}: {e}");
+        }
+    }
+    rustix::fs::sync();
+    let _ = rustix::system::reboot(rustix::system::RebootCommand::PowerOff);
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(3600));
+    }
+}
+
+fn start_init(opts: Options, mask: &SigSet, t0: u64, stage1_ms: u64) -> ! {
+    let mode = opts.mode;
+    let console = open_console(mode);
+    let mut init = match Init::new(opts, mask, console, stage1_ms, t0) {
+        Ok(i) => i,
+        Err(e) => {
+            if mode.exits() {
+                eprintln!("moonlit: {e}");
+                std::process::exit(70);
+            }
+            rescue(&e)
+        }
+    };
+    init.boot();
+    init.run()
+}
+
+fn system_boot(args: &[String], mask: &SigSet) -> ! {
+    let t0 = now_ms();
+    let mode = mode::detect_pid1();
+    let (_mounted, errors) = stage1::system();
+    stage1::ensure_stdio();
+    for e in &errors {
+        eprintln!("moonlit: stage 1: {e}");
+    }
+    let cmdline = kernel_cmdline();
+    let kv = |k: &str| cmdline.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+    let config_dir = arg_value(args, "--config")
+        .or_else(|| std::env::var("MOONLIT_CONFIG").ok())
+        .or_else(|| kv("moonlit.config"))
+        .unwrap_or_else(|| "/etc/moonlit".into());
+    let opts = Options {
+        mode,
+        config_dir: PathBuf::from(config_dir),
+        control_path: std::env::var("MOONLIT_CONTROL").map(PathBuf::from).unwrap_or_else(|_| "/run/moonlit/control.sock".into()),
+        debug: kv("moonlit.debug").is_some(),
+        rescue: kv("moonlit.rescue").is_some(),
+        cmdline,
+        limits: Default::default(),
+    };
+    let stage1_ms = now_ms().saturating_sub(t0);
+    start_init(opts, mask, t0, stage1_ms)
+}
+
+fn run(args: &[String], mask: &SigSet) -> i32 {
+    let mut sandbox = false;
+    let mut debug = false;
+    let mut control = None;
+    let mut dir = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--sandbox" => sandbox = true,
+            "--debug" => debug = true,
+            "--control" => match it.next() {
+                Some(p) => control = Some(PathBuf::from(p)),
+                None => return usage_error("--control needs a path"),
+            },
+            d if !d.starts_with('-') && dir.is_none() => dir = Some(PathBuf::from(d)),
+            other => return usage_error(&format!("unexpected argument '{other}'")),
+        }
+    }
+    let Some(dir) = dir else { return usage_error("run needs a configuration directory") };
+    let dir = match std::fs::canonicalize(&dir) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("moonlit: {}: {e}", dir.display());
+            return 2;
+        }
+    };
+    let control_path = control
+        .or_else(|| std::env::var("MOONLIT_CONTROL").ok().map(PathBuf::from))
+        .unwrap_or_else(ctl::default_socket);
+    let mut opts = Options {
+        mode: if sandbox { Mode::Sandbox } else { Mode::User },
+        config_dir: dir,
+        control_path,
+        debug,
+        rescue: false,
+        cmdline: kernel_cmdline(),
+        limits: Default::default(),
+    };
+    if !sandbox {
+        let t0 = now_ms();
+        if let Err(e) = rustix::process::set_child_subreaper(rustix::process::Pid::from_raw(1)) {
+            eprintln!("moonlit: cannot become a subreaper: {e}");
+            return 70;
+        }
+        start_init(opts, mask, t0, 0);
+    }
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("moonlit: run --sandbox needs root (it creates namespaces)");
+        return 2;
+    }
+    use nix::sched::CloneFlags;
+    let flags = CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWNET;
+    if let Err(e) = nix::sched::unshare(flags) {
+        eprintln!("moonlit: unshare(pid, mount, uts, ipc, net): {e}");
+        return 70;
+    }
+    match sys::fork_process() {
+        Ok(sys::Forked::Child) => {
+            let t0 = now_ms();
+            let (_m, errors) = stage1::sandbox();
+            for e in &errors {
+                eprintln!("moonlit: sandbox stage 1: {e}");
+            }
+            opts.mode = Mode::Sandbox;
+            let stage1_ms = now_ms().saturating_sub(t0);
+            start_init(opts, mask, t0, stage1_ms)
+        }
+        Ok(sys::Forked::Parent(child)) => sandbox_parent(child, mask),
+        Err(e) => {
+            eprintln!("moonlit: fork: {e}");
+            70
+        }
+    }
+}
+
+/// Outside the sandbox: forward signals to its PID 1 and exit with its code.
+fn sandbox_parent(child: u32, mask: &SigSet) -> i32 {
+    use nix::sys::signalfd::{SfdFlags, SignalFd};
+    let Ok(sfd) = SignalFd::with_flags(mask, SfdFlags::SFD_CLOEXEC) else {
+        eprintln!("moonlit: signalfd failed");
+        return 70;
+    };
+    let pid = sys::nix_pid(child);
+    loop {
+        match sfd.read_signal() {
+            Ok(Some(info)) => {
+                let signo = info.ssi_signo as i32;
+                if signo == nix::sys::signal::Signal::SIGCHLD as i32 {
+                    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+                    loop {
+                        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+                            Ok(WaitStatus::Exited(_, code)) => return code,
+                            Ok(WaitStatus::Signaled(_, sig, _)) => return 128 + sig as i32,
+                            Ok(WaitStatus::StillAlive) => break,
+                            Ok(_) => continue,
+                            Err(_) => return 70,
+                        }
+                    }
+                } else if let Ok(sig) = nix::sys::signal::Signal::try_from(signo) {
+                    let _ = nix::sys::signal::kill(pid, sig);
+                }
+            }
+            Ok(None) => {}
+            Err(_) => return 70,
+        }
+    }
+}
+
+fn check(args: &[String]) -> i32 {
+    let Some(dir) = args.first() else { return usage_error("check needs a configuration directory") };
+    let dir = PathBuf::from(dir);
+    let info = moonlit_config::runtime::BootInfo {
+        mode: "check".into(),
+        config_dir: dir.display().to_string(),
+        debug: false,
+        cmdline: Vec::new(),
+    };
+    let log: moonlit_config::runtime::LogFn = std::rc::Rc::new(|m: &str| println!("lua: {m}"));
+    let modules: [moonlit_config::runtime::Registrar; 2] = [moonlit_sys::register, moonlit_net::register];
+    let rt = match moonlit_config::Runtime::new(Default::default(), &info, log, &modules) {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("moonlit check: {e}");
+            return 70;
+        }
+    };
+    let (files, io_errors) = moonlit_config::modules::discover(&dir);
+    let mut results: Vec<moonlit_config::plan::ModuleResult> = io_errors
+        .into_iter()
+        .map(|e| moonlit_config::plan::ModuleResult { module: e.module.clone(), decls: Err(e) })
+        .collect();
+    for f in &files {
+        results.push(moonlit_config::plan::ModuleResult {
+            module: f.name.clone(),
+            decls: rt.eval_module(&f.name, &f.source),
+        });
+    }
+    let (plan, mut errors) = moonlit_config::plan::build(&results);
+    match std::fs::read(dir.join("init.lua")) {
+        Ok(src) => {
+            if let Err(e) = rt.load_script("init.lua", &src) {
+                errors.push(e);
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => errors.push(moonlit_config::ConfigError::new(moonlit_config::ErrorKind::Io, "init.lua", format!("init.lua: {e}"))),
+    }
+    for e in &errors {
+        eprintln!("error: {e}");
+    }
+    println!(
+        "{}: {} modules, {} services ({}), {} errors",
+        dir.display(),
+        files.len(),
+        plan.services.len(),
+        plan.start_order().join(" "),
+        errors.len()
+    );
+    i32::from(!errors.is_empty())
+}
+
+fn usage_error(msg: &str) -> i32 {
+    eprintln!("moonlit: {msg}\n{USAGE}");
+    2
+}
+
+fn main() {
+    // Signals first: from here on every asynchronous signal arrives through
+    // the signalfd, never as a handler interrupting PID 1.
+    let mask = block_signals();
+    install_panic_hook();
+    let args: Vec<String> = std::env::args().collect();
+    let sub = args.get(1).map(String::as_str);
+    let is_pid1 = rustix::process::getpid().is_init();
+    if is_pid1 && sub != Some("run") {
+        system_boot(&args, &mask);
+    }
+    let code = match sub {
+        Some("run") => run(&args[2..], &mask),
+        Some("ctl") => {
+            unblock_signals();
+            ctl::main(&args[2..])
+        }
+        Some("check") => {
+            unblock_signals();
+            check(&args[2..])
+        }
+        Some("--version") | Some("version") => {
+            println!("moonlit {}", env!("CARGO_PKG_VERSION"));
+            0
+        }
+        Some("-h") | Some("--help") | Some("help") => {
+            println!("{USAGE}");
+            0
+        }
+        _ => usage_error("no command"),
+    };
+    std::process::exit(code);
+}

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Builds the static release binary of moonlit for x86_64-unknown-linux-musl
+# and fails unless it really is static: no program interpreter, no dynamic
+# section. Prints the binary's path on success.
+set -euo pipefail
+cd "$(dirname "$0")"
+target=x86_64-unknown-linux-musl
+if ! rustup target list --installed 2>/dev/null | grep -qx "$target"; then
+  rustup target add "$target"
+fi
+cargo build --release --locked --target "$target" -p moonlit >&2
+bin="target/$target/release/moonlit"
+[ -x "$bin" ] || { echo "build-musl.sh: $bin was not built" >&2; exit 1; }
+# No program interpreter, no DYNAMIC segment, no dynamic section.
+if readelf -lW "$bin" | grep -Eq '^\s*(INTERP|DYNAMIC)\b'; then
+  echo "build-musl.sh: $bin has an interpreter or a dynamic segment: not static" >&2; exit 1
+fi
+if readelf -SW "$bin" | grep -Eq '\.(dynamic|interp)\b'; then
+  echo "build-musl.sh: $bin has a .dynamic or .interp section: not static" >&2; exit 1
+fi
+echo "$bin"

@@ -1,0 +1,588 @@
+//! From what the modules declared to a validated, typed plan.
+//!
+//! Owns: the service schema (every key, its type, its default), validation
+//! of the whole world (duplicates, unknown dependencies, cycles) and the
+//! dependency order. Knows nothing of processes or Lua beyond reading the
+//! recorded declaration tables.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use mlua::{Table, Value};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ConfigError, ErrorKind};
+use crate::runtime::RawDecl;
+use crate::spawn::parse_signal;
+
+/// When a stopped process is started again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    Always,
+    OnFailure,
+    Never,
+}
+
+/// What a reload does to a running service whose process-defining fields
+/// changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnChange {
+    Restart,
+    Reload,
+    Defer,
+}
+
+/// Restart delays: the first restart is immediate, then `initial`, doubling
+/// up to `max`; a run longer than `reset_after` forgets past failures.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Backoff {
+    pub initial: Duration,
+    pub max: Duration,
+    pub reset_after: Duration,
+}
+
+/// More than `count` restarts within `interval` marks the service failed.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Burst {
+    pub count: u32,
+    pub interval: Duration,
+}
+
+/// One validated service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceSpec {
+    pub name: String,
+    /// Where it was declared ("services/web.lua:3"); not part of its identity.
+    pub location: String,
+    pub description: Option<String>,
+    pub exec: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub cwd: Option<String>,
+    pub user: Option<String>,
+    pub group: Option<String>,
+    pub umask: Option<u32>,
+    pub restart: RestartPolicy,
+    pub stop_signal: i32,
+    pub stop_timeout: Duration,
+    pub reload_signal: i32,
+    pub after: Vec<String>,
+    pub requires: Vec<String>,
+    pub oneshot: bool,
+    /// Its exit ends the system, with its exit code (container semantics).
+    pub main: bool,
+    pub enabled: bool,
+    pub on_change: OnChange,
+    pub backoff: Backoff,
+    pub burst: Burst,
+    pub log_file: Option<String>,
+    /// Bytes of recent output kept in memory for `ctl logs`.
+    pub log_buffer: usize,
+    /// Echo its output on the console.
+    pub console: bool,
+}
+
+impl ServiceSpec {
+    /// The fields that define the process: changing one needs a new process.
+    pub fn process_differs(&self, other: &ServiceSpec) -> bool {
+        self.exec != other.exec
+            || self.env != other.env
+            || self.cwd != other.cwd
+            || self.user != other.user
+            || self.group != other.group
+            || self.umask != other.umask
+            || self.oneshot != other.oneshot
+    }
+
+    /// Equal as far as the running system is concerned (location aside).
+    pub fn same_as(&self, other: &ServiceSpec) -> bool {
+        let mut a = self.clone();
+        a.location.clone_from(&other.location);
+        &a == other
+    }
+
+    /// Every service this one must wait for at start.
+    pub fn deps(&self) -> impl Iterator<Item = &String> {
+        self.after.iter().chain(self.requires.iter())
+    }
+}
+
+const SERVICE_KEYS: &[&str] = &[
+    "description",
+    "exec",
+    "env",
+    "cwd",
+    "user",
+    "group",
+    "umask",
+    "restart",
+    "stop_signal",
+    "stop_timeout",
+    "reload_signal",
+    "after",
+    "requires",
+    "oneshot",
+    "main",
+    "enabled",
+    "on_change",
+    "backoff",
+    "burst",
+    "log_file",
+    "log_buffer",
+    "console",
+];
+
+struct Reader<'a> {
+    name: &'a str,
+    location: &'a str,
+    module: &'a str,
+}
+
+impl Reader<'_> {
+    fn err(&self, msg: impl std::fmt::Display) -> ConfigError {
+        ConfigError::new(
+            ErrorKind::Schema,
+            self.module,
+            format!("{}: service \"{}\": {msg}", self.location, self.name),
+        )
+    }
+
+    fn string(&self, key: &str, v: Value) -> Result<String, ConfigError> {
+        match v {
+            Value::String(s) => s.to_str().map(|s| s.to_string()).map_err(|_| self.err(format!("{key} must be valid UTF-8"))),
+            other => Err(self.err(format!("{key} must be a string, got {}", other.type_name()))),
+        }
+    }
+
+    fn boolean(&self, key: &str, v: Value) -> Result<bool, ConfigError> {
+        match v {
+            Value::Boolean(b) => Ok(b),
+            other => Err(self.err(format!("{key} must be true or false, got {}", other.type_name()))),
+        }
+    }
+
+    fn seconds(&self, key: &str, v: Value) -> Result<Duration, ConfigError> {
+        let n = match v {
+            Value::Integer(i) => i as f64,
+            Value::Number(n) => n,
+            other => return Err(self.err(format!("{key} must be a number of seconds, got {}", other.type_name()))),
+        };
+        if !(0.0..=1e9).contains(&n) {
+            return Err(self.err(format!("{key} must be between 0 and 1e9 seconds, got {n}")));
+        }
+        Ok(Duration::from_secs_f64(n))
+    }
+
+    fn signal(&self, key: &str, v: Value) -> Result<i32, ConfigError> {
+        let s = match v {
+            Value::Integer(i) => i.to_string(),
+            Value::String(s) => s.to_string_lossy(),
+            other => return Err(self.err(format!("{key} must be a signal name like \"TERM\", got {}", other.type_name()))),
+        };
+        parse_signal(&s).ok_or_else(|| self.err(format!("{key}: unknown signal '{s}'")))
+    }
+
+    fn list(&self, key: &str, v: Value) -> Result<Vec<String>, ConfigError> {
+        match v {
+            Value::String(_) => Ok(vec![self.string(key, v)?]),
+            Value::Table(t) => {
+                let mut out = Vec::new();
+                let n = t.raw_len();
+                for pair in t.pairs::<Value, Value>() {
+                    let (k, val) = pair.map_err(|e| self.err(format!("{key}: {e}")))?;
+                    match k {
+                        Value::Integer(i) if i >= 1 && (i as usize) <= n => {}
+                        _ => return Err(self.err(format!("{key} must be a list of strings"))),
+                    }
+                    let _ = val;
+                }
+                for i in 1..=n {
+                    let val: Value = t.raw_get(i).map_err(|e| self.err(format!("{key}: {e}")))?;
+                    out.push(self.string(&format!("{key}[{i}]"), val)?);
+                }
+                Ok(out)
+            }
+            other => Err(self.err(format!("{key} must be a list of strings, got {}", other.type_name()))),
+        }
+    }
+
+    fn subtable<F: FnMut(&str, Value) -> Result<(), ConfigError>>(
+        &self,
+        key: &str,
+        v: Value,
+        allowed: &[&str],
+        mut f: F,
+    ) -> Result<(), ConfigError> {
+        let Value::Table(t) = v else {
+            return Err(self.err(format!("{key} must be a table, got {}", v.type_name())));
+        };
+        for pair in t.pairs::<Value, Value>() {
+            let (k, val) = pair.map_err(|e| self.err(format!("{key}: {e}")))?;
+            let k = match k {
+                Value::String(s) => s.to_string_lossy(),
+                other => return Err(self.err(format!("{key}: unexpected key of type {}", other.type_name()))),
+            };
+            if !allowed.contains(&k.as_str()) {
+                return Err(self.err(format!("{key}: unknown key '{k}' (expected one of: {})", allowed.join(", "))));
+            }
+            f(&k, val)?;
+        }
+        Ok(())
+    }
+}
+
+/// Suggests the closest known key for a misspelled one.
+fn suggest(key: &str, known: &[&str]) -> Option<String> {
+    fn dist(a: &str, b: &str) -> usize {
+        let b: Vec<char> = b.chars().collect();
+        let mut prev: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut cur = vec![i + 1];
+            for (j, cb) in b.iter().enumerate() {
+                cur.push((prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1));
+            }
+            prev = cur;
+        }
+        prev[b.len()]
+    }
+    known
+        .iter()
+        .map(|k| (dist(key, k), k))
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map(|(_, k)| k.to_string())
+}
+
+/// Validates one `service "name" {...}` declaration.
+pub fn parse_service(name: &str, body: &Table, location: &str, module: &str) -> Result<ServiceSpec, ConfigError> {
+    let r = Reader { name, location, module };
+    let mut spec = ServiceSpec {
+        name: name.to_string(),
+        location: location.to_string(),
+        description: None,
+        exec: Vec::new(),
+        env: BTreeMap::new(),
+        cwd: None,
+        user: None,
+        group: None,
+        umask: None,
+        restart: RestartPolicy::Always,
+        stop_signal: 15,
+        stop_timeout: Duration::from_secs(10),
+        reload_signal: 1,
+        after: Vec::new(),
+        requires: Vec::new(),
+        oneshot: false,
+        main: false,
+        enabled: true,
+        on_change: OnChange::Restart,
+        backoff: Backoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(30),
+            reset_after: Duration::from_secs(10),
+        },
+        burst: Burst {
+            count: 5,
+            interval: Duration::from_secs(10),
+        },
+        log_file: None,
+        log_buffer: 64 * 1024,
+        console: true,
+    };
+    if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c)) {
+        return Err(r.err("names use letters, digits and - _ . @ (at most 64 characters)"));
+    }
+    let mut restart_given = false;
+    for pair in body.pairs::<Value, Value>() {
+        let (k, v) = pair.map_err(|e| r.err(e))?;
+        let key = match k {
+            Value::String(s) => s.to_string_lossy(),
+            Value::Integer(i) => return Err(r.err(format!("unexpected list entry #{i}: settings are key = value (did you mean exec = {{...}}?)"))),
+            other => return Err(r.err(format!("unexpected key of type {}", other.type_name()))),
+        };
+        match key.as_str() {
+            "description" => spec.description = Some(r.string(&key, v)?),
+            "exec" => {
+                spec.exec = r.list(&key, v)?;
+                if spec.exec.is_empty() {
+                    return Err(r.err("exec must not be empty"));
+                }
+            }
+            "env" => r.subtable(&key, v, &[], |_, _| Ok(())).or_else(|_| Ok::<_, ConfigError>(()))?,
+            "cwd" => spec.cwd = Some(r.string(&key, v)?),
+            "user" => spec.user = Some(r.string(&key, v)?),
+            "group" => spec.group = Some(r.string(&key, v)?),
+            "umask" => {
+                spec.umask = Some(match v {
+                    Value::Integer(i) if (0..=0o777).contains(&i) => i as u32,
+                    Value::String(s) => u32::from_str_radix(&s.to_string_lossy(), 8)
+                        .ok()
+                        .filter(|m| *m <= 0o777)
+                        .ok_or_else(|| r.err(format!("umask must be an octal string like \"022\", got {:?}", s.to_string_lossy())))?,
+                    other => return Err(r.err(format!("umask must be an octal string, got {}", other.type_name()))),
+                })
+            }
+            "restart" => {
+                restart_given = true;
+                spec.restart = match r.string(&key, v)?.as_str() {
+                    "always" => RestartPolicy::Always,
+                    "on-failure" => RestartPolicy::OnFailure,
+                    "never" => RestartPolicy::Never,
+                    other => return Err(r.err(format!("restart must be \"always\", \"on-failure\" or \"never\", got \"{other}\""))),
+                }
+            }
+            "stop_signal" => spec.stop_signal = r.signal(&key, v)?,
+            "reload_signal" => spec.reload_signal = r.signal(&key, v)?,
+            "stop_timeout" => spec.stop_timeout = r.seconds(&key, v)?,
+            "after" => spec.after = r.list(&key, v)?,
+            "requires" => spec.requires = r.list(&key, v)?,
+            "oneshot" => spec.oneshot = r.boolean(&key, v)?,
+            "main" => spec.main = r.boolean(&key, v)?,
+            "enabled" => spec.enabled = r.boolean(&key, v)?,
+            "on_change" => {
+                spec.on_change = match r.string(&key, v)?.as_str() {
+                    "restart" => OnChange::Restart,
+                    "reload" => OnChange::Reload,
+                    "defer" => OnChange::Defer,
+                    other => return Err(r.err(format!("on_change must be \"restart\", \"reload\" or \"defer\", got \"{other}\""))),
+                }
+            }
+            "backoff" => {
+                let mut b = spec.backoff;
+                r.subtable(&key, v, &["initial", "max", "reset_after"], |k, v| {
+                    let d = r.seconds(&format!("backoff.{k}"), v)?;
+                    match k {
+                        "initial" => b.initial = d,
+                        "max" => b.max = d,
+                        _ => b.reset_after = d,
+                    }
+                    Ok(())
+                })?;
+                spec.backoff = b;
+            }
+            "burst" => {
+                let mut b = spec.burst;
+                r.subtable(&key, v, &["count", "interval"], |k, v| {
+                    if k == "count" {
+                        b.count = match v {
+                            Value::Integer(i) if (1..=1_000_000).contains(&i) => i as u32,
+                            other => return Err(r.err(format!("burst.count must be a whole number >= 1, got {other:?}"))),
+                        };
+                    } else {
+                        b.interval = r.seconds("burst.interval", v)?;
+                    }
+                    Ok(())
+                })?;
+                spec.burst = b;
+            }
+            "log_file" => spec.log_file = Some(r.string(&key, v)?),
+            "console" => spec.console = r.boolean(&key, v)?,
+            "log_buffer" => {
+                spec.log_buffer = match v {
+                    Value::Integer(i) if (0..=(64 << 20)).contains(&i) => i as usize,
+                    other => return Err(r.err(format!("log_buffer must be a byte count from 0 to 64 MiB, got {other:?}"))),
+                }
+            }
+            other => {
+                let hint = suggest(other, SERVICE_KEYS).map(|s| format!(" (did you mean '{s}'?)")).unwrap_or_default();
+                return Err(r.err(format!("unknown key '{other}'{hint}")));
+            }
+        }
+    }
+    // env needs string values; read it separately for precise errors.
+    if let Ok(Value::Table(env)) = body.get::<Value>("env") {
+        for pair in env.pairs::<Value, Value>() {
+            let (k, v) = pair.map_err(|e| r.err(e))?;
+            let k = match k {
+                Value::String(s) => s.to_string_lossy(),
+                other => return Err(r.err(format!("env: names must be strings, got {}", other.type_name()))),
+            };
+            if k.is_empty() || k.contains('=') || k.contains('\0') {
+                return Err(r.err(format!("env: bad variable name '{k}'")));
+            }
+            let v = match v {
+                Value::String(s) => s.to_string_lossy(),
+                Value::Integer(i) => i.to_string(),
+                Value::Number(n) => n.to_string(),
+                Value::Boolean(b) => b.to_string(),
+                other => return Err(r.err(format!("env.{k} must be a string, got {}", other.type_name()))),
+            };
+            spec.env.insert(k, v);
+        }
+    } else if let Ok(v) = body.get::<Value>("env") {
+        if !v.is_nil() {
+            return Err(r.err(format!("env must be a table, got {}", v.type_name())));
+        }
+    }
+    if spec.exec.is_empty() {
+        return Err(r.err("exec is required: the program and its arguments, e.g. exec = { \"/bin/daemon\", \"-f\" }"));
+    }
+    if spec.oneshot && !restart_given {
+        spec.restart = RestartPolicy::Never;
+    }
+    if spec.backoff.max < spec.backoff.initial {
+        return Err(r.err("backoff.max must be at least backoff.initial"));
+    }
+    Ok(spec)
+}
+
+/// The validated world.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Plan {
+    pub services: BTreeMap<String, ServiceSpec>,
+    /// Module each service came from.
+    pub module_of: BTreeMap<String, String>,
+}
+
+impl Plan {
+    /// Services in an order where every dependency comes first.
+    pub fn start_order(&self) -> Vec<String> {
+        let mut order = Vec::new();
+        let mut seen = BTreeSet::new();
+        fn visit(p: &Plan, n: &str, seen: &mut BTreeSet<String>, order: &mut Vec<String>) {
+            if !seen.insert(n.to_string()) {
+                return;
+            }
+            if let Some(s) = p.services.get(n) {
+                for d in s.deps() {
+                    visit(p, d, seen, order);
+                }
+                order.push(n.to_string());
+            }
+        }
+        for n in self.services.keys() {
+            visit(self, n, &mut seen, &mut order);
+        }
+        order
+    }
+}
+
+/// What one module declared, or why it could not be evaluated.
+pub struct ModuleResult {
+    pub module: String,
+    pub decls: Result<Vec<RawDecl>, ConfigError>,
+}
+
+/// Builds the plan. In `strict` mode (a reload) any error rejects the whole
+/// world; otherwise (boot) bad modules and services are left out, their
+/// dependents too, and every error is returned alongside what remains.
+pub fn build(modules: &[ModuleResult]) -> (Plan, Vec<ConfigError>) {
+    let mut errors = Vec::new();
+    let mut plan = Plan::default();
+    for m in modules {
+        let decls = match &m.decls {
+            Ok(d) => d,
+            Err(e) => {
+                errors.push(e.clone());
+                continue;
+            }
+        };
+        for d in decls {
+            if d.kind != "service" {
+                continue;
+            }
+            let name = d.name.clone().unwrap_or_default();
+            match parse_service(&name, &d.body, &d.location, &m.module) {
+                Ok(spec) => {
+                    if let Some(prev) = plan.services.get(&name) {
+                        errors.push(ConfigError::new(
+                            ErrorKind::Duplicate,
+                            &m.module,
+                            format!("{}: service \"{name}\" is already declared at {}", d.location, prev.location),
+                        ));
+                        continue;
+                    }
+                    plan.module_of.insert(name.clone(), m.module.clone());
+                    plan.services.insert(name, spec);
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+    }
+    // Unknown dependencies: drop the dependent (and, transitively, its own).
+    loop {
+        let mut bad = Vec::new();
+        for s in plan.services.values() {
+            for d in s.deps() {
+                if !plan.services.contains_key(d) {
+                    let how = if s.requires.contains(d) { "requires" } else { "is ordered after" };
+                    bad.push((
+                        s.name.clone(),
+                        ConfigError::new(
+                            ErrorKind::Dependency,
+                            plan.module_of.get(&s.name).cloned().unwrap_or_default(),
+                            format!("{}: service \"{}\" {how} unknown service \"{d}\"", s.location, s.name),
+                        ),
+                    ));
+                    break;
+                }
+            }
+        }
+        if bad.is_empty() {
+            break;
+        }
+        for (n, e) in bad {
+            plan.services.remove(&n);
+            plan.module_of.remove(&n);
+            errors.push(e);
+        }
+    }
+    // Cycles.
+    while let Some(cycle) = find_cycle(&plan) {
+        let first = &plan.services[&cycle[0]];
+        errors.push(ConfigError::new(
+            ErrorKind::Cycle,
+            plan.module_of.get(&cycle[0]).cloned().unwrap_or_default(),
+            format!("{}: dependency cycle: {} -> {}", first.location, cycle.join(" -> "), cycle[0]),
+        ));
+        for n in cycle {
+            plan.services.remove(&n);
+            plan.module_of.remove(&n);
+        }
+    }
+    (plan, errors)
+}
+
+fn find_cycle(plan: &Plan) -> Option<Vec<String>> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        Active,
+        Done,
+    }
+    let mut mark: BTreeMap<&str, Mark> = plan.services.keys().map(|k| (k.as_str(), Mark::New)).collect();
+    fn dfs<'a>(p: &'a Plan, n: &'a str, mark: &mut BTreeMap<&'a str, Mark>, stack: &mut Vec<&'a str>) -> Option<Vec<String>> {
+        mark.insert(n, Mark::Active);
+        stack.push(n);
+        if let Some(s) = p.services.get(n) {
+            for d in s.deps() {
+                match mark.get(d.as_str()).copied() {
+                    Some(Mark::Active) => {
+                        let start = stack.iter().position(|x| *x == d.as_str()).unwrap_or(0);
+                        return Some(stack[start..].iter().map(|s| s.to_string()).collect());
+                    }
+                    Some(Mark::New) => {
+                        if let Some(c) = dfs(p, d, mark, stack) {
+                            return Some(c);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        stack.pop();
+        mark.insert(n, Mark::Done);
+        None
+    }
+    let names: Vec<&str> = plan.services.keys().map(String::as_str).collect();
+    for n in names {
+        if mark[n] == Mark::New {
+            let mut stack = Vec::new();
+            if let Some(c) = dfs(plan, n, &mut mark, &mut stack) {
+                return Some(c);
+            }
+        }
+    }
+    None
+}

@@ -1,0 +1,696 @@
+//! The Lua runtime of PID 1: one Lua 5.4 state, its limits, and its tasks.
+//!
+//! Owns: the state (safe standard library, `sys`, `net`, the prelude), the
+//! memory limit, the per-slice instruction budget enforced by a count hook,
+//! tasks (coroutines the event loop resumes) and the Lua-side process
+//! handles. Does not own: the event loop, timers, reaping: a task that wants
+//! to block yields a [`Request`] and the init performs it, then resumes the
+//! task with the answer (the Lua Event Machine's way).
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::fd::OwnedFd;
+use std::rc::Rc;
+use std::time::Duration;
+
+use mlua::{Function, HookTriggers, IntoLuaMulti, Lua, MultiValue, StdLib, Table, Thread, Value, VmState};
+use mlua::thread::ThreadStatus;
+
+use crate::error::{ConfigError, ErrorKind};
+use crate::spawn::{self, ExitStatus, SpawnSpec, StdioSpec};
+
+/// Limits applied to every evaluation and callback.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Bytes the whole Lua state may allocate.
+    pub memory: usize,
+    /// VM instructions one task may run between two yields.
+    pub instructions_per_slice: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory: 64 << 20,
+            instructions_per_slice: 200_000_000,
+        }
+    }
+}
+
+/// How often the count hook runs, in VM instructions.
+const HOOK_EVERY: u32 = 10_000;
+
+/// What a task asks the event loop to do before resuming it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    /// Resume after this long, with no values.
+    Sleep(Duration),
+    /// Resume with the exit code when this Lua-spawned child has been reaped.
+    WaitPid(u32),
+    /// Resume on the next netlink link/address event (true) or the timeout (false).
+    Netlink(Option<Duration>),
+    /// A plain `coroutine.yield()` at task level: resume on the next turn.
+    Yield,
+}
+
+/// The outcome of running a task until it stops.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    Wait(Request),
+    Done,
+    Failed(String),
+}
+
+/// Something Lua asked of the init that only the init can do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostRequest {
+    Poweroff,
+    Reboot,
+    Halt,
+    Start(String),
+    Stop(String),
+    Restart(String),
+}
+
+/// A task's handle.
+pub type TaskId = u64;
+
+struct Task {
+    thread: Thread,
+    name: String,
+}
+
+struct ChildSlot {
+    status: Option<ExitStatus>,
+    capture: Option<OwnedFd>,
+}
+
+/// State shared between the runtime and the Rust functions it gave Lua.
+#[derive(Default)]
+struct Shared {
+    children: HashMap<u32, ChildSlot>,
+    host: Vec<HostRequest>,
+    /// True while a declaration module is evaluated: nothing may be spawned.
+    declaring: bool,
+}
+
+struct Budget {
+    used: Cell<u64>,
+    limit: Cell<u64>,
+    tripped: RefCell<Option<String>>,
+}
+
+/// Installs a Lua module into a state (`moonlit_sys::register`, ...).
+pub type Registrar = fn(&Lua) -> mlua::Result<()>;
+
+/// Where log lines from Lua (`print`, `moonlit.log`) go.
+pub type LogFn = Rc<dyn Fn(&str)>;
+
+/// A declaration recorded while a module was evaluated.
+#[derive(Debug, Clone)]
+pub struct RawDecl {
+    /// "service", "state", "network.interface", ...
+    pub kind: String,
+    pub name: Option<String>,
+    pub body: Table,
+    /// "services/web.lua:3"
+    pub location: String,
+}
+
+/// Facts about this boot that Lua sees as `moonlit.*`.
+#[derive(Debug, Clone, Default)]
+pub struct BootInfo {
+    pub mode: String,
+    pub config_dir: String,
+    pub debug: bool,
+    /// Kernel command line `key=value` pairs (a bare word maps to "").
+    pub cmdline: Vec<(String, String)>,
+}
+
+/// The Lua runtime.
+pub struct Runtime {
+    lua: Lua,
+    mark: Table,
+    make_env: Function,
+    tasks: HashMap<TaskId, Task>,
+    next_id: TaskId,
+    shared: Rc<RefCell<Shared>>,
+    limits: Limits,
+}
+
+fn now_secs() -> f64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    t.tv_sec as f64 + t.tv_nsec as f64 / 1e9
+}
+
+/// One line of a Lua error: "file:line: message", without the traceback.
+pub fn error_summary(e: &mlua::Error) -> String {
+    match e {
+        mlua::Error::CallbackError { cause, .. } => error_summary(cause),
+        mlua::Error::SyntaxError { message, .. } => message.clone(),
+        mlua::Error::RuntimeError(m) => m.lines().next().unwrap_or("").to_string(),
+        mlua::Error::MemoryError(_) => "not enough memory (the Lua memory limit was reached)".into(),
+        mlua::Error::WithContext { context, cause } => format!("{context}: {}", error_summary(cause)),
+        other => other.to_string().lines().next().unwrap_or("").to_string(),
+    }
+}
+
+fn stdio_from_lua(v: Value, which: &str, capture: &mut Option<OwnedFd>) -> Result<StdioSpec, String> {
+    match v {
+        Value::Nil => Ok(if which == "stdin" { StdioSpec::Null } else { StdioSpec::Inherit }),
+        Value::String(s) => {
+            let s = s.to_str().map_err(|e| e.to_string())?.to_string();
+            match s.as_str() {
+                "null" => Ok(StdioSpec::Null),
+                "inherit" => Ok(StdioSpec::Inherit),
+                "capture" if which != "stdin" => {
+                    if capture.is_none() {
+                        let fd = rustix::fs::memfd_create("moonlit-capture", rustix::fs::MemfdFlags::CLOEXEC)
+                            .map_err(|e| format!("memfd_create: {e}"))?;
+                        *capture = Some(fd);
+                    }
+                    let fd = capture.as_ref().map(|f| f.try_clone()).transpose().map_err(|e| e.to_string())?;
+                    fd.map(StdioSpec::Fd).ok_or_else(|| "capture".to_string())
+                }
+                path => {
+                    let f = if which == "stdin" {
+                        File::open(path)
+                    } else {
+                        std::fs::OpenOptions::new().create(true).append(true).open(path)
+                    };
+                    f.map(|f| StdioSpec::Fd(f.into())).map_err(|e| format!("{which} {path}: {e}"))
+                }
+            }
+        }
+        Value::Integer(fd) => {
+            let fd = i32::try_from(fd).map_err(|_| format!("{which}: bad fd {fd}"))?;
+            let owned = rustix::io::fcntl_dupfd_cloexec(
+                // SAFETY-free borrow: a dup of a number the script gave; an invalid
+                // one fails with EBADF.
+                borrow_fd(fd),
+                3,
+            )
+            .map_err(|e| format!("{which}: fd {fd}: {e}"))?;
+            Ok(StdioSpec::Fd(owned))
+        }
+        other => Err(format!("{which} must be \"null\", \"inherit\", \"capture\", a path or an fd, got {}", other.type_name())),
+    }
+}
+
+fn borrow_fd(fd: i32) -> std::os::fd::BorrowedFd<'static> {
+    crate::fdutil::borrow(fd)
+}
+
+/// Builds a [`SpawnSpec`] from `spawn{...}`'s table. `Err` is an argument
+/// error (raised), not an OS failure.
+fn spec_from_lua(t: &Table, capture: &mut Option<OwnedFd>) -> Result<SpawnSpec, String> {
+    let mut argv = Vec::new();
+    for v in t.sequence_values::<Value>() {
+        match v.map_err(|e| e.to_string())? {
+            Value::String(s) => argv.push(s.to_str().map_err(|e| e.to_string())?.to_string()),
+            Value::Integer(i) => argv.push(i.to_string()),
+            Value::Number(n) => argv.push(n.to_string()),
+            other => return Err(format!("argv entries must be strings, got {}", other.type_name())),
+        }
+    }
+    if argv.is_empty() {
+        return Err("argv is empty: give the program and its arguments as the table's list part".into());
+    }
+    let mut spec = SpawnSpec::new(argv);
+    for pair in t.pairs::<Value, Value>() {
+        let (k, v) = pair.map_err(|e| e.to_string())?;
+        let key = match k {
+            Value::Integer(_) => continue,
+            Value::String(s) => s.to_str().map_err(|e| e.to_string())?.to_string(),
+            other => return Err(format!("unexpected key of type {}", other.type_name())),
+        };
+        let as_str = |v: &Value| -> Result<String, String> {
+            match v {
+                Value::String(s) => Ok(s.to_str().map_err(|e| e.to_string())?.to_string()),
+                Value::Integer(i) => Ok(i.to_string()),
+                other => Err(format!("{key} must be a string, got {}", other.type_name())),
+            }
+        };
+        match key.as_str() {
+            "env" => {
+                let Value::Table(env) = v else {
+                    return Err(format!("env must be a table, got {}", v.type_name()));
+                };
+                for p in env.pairs::<String, Value>() {
+                    let (name, val) = p.map_err(|e| format!("env: {e}"))?;
+                    spec.env.insert(name, as_str(&val)?);
+                }
+            }
+            "cwd" => spec.cwd = Some(as_str(&v)?.into()),
+            "user" => spec.user = Some(as_str(&v)?),
+            "group" => spec.group = Some(as_str(&v)?),
+            "setsid" => match v {
+                Value::Boolean(b) => spec.setsid = b,
+                other => return Err(format!("setsid must be a boolean, got {}", other.type_name())),
+            },
+            "umask" => {
+                spec.umask = Some(match &v {
+                    Value::Integer(i) => *i as u32,
+                    Value::String(s) => u32::from_str_radix(&s.to_string_lossy(), 8)
+                        .map_err(|_| format!("umask must be an octal string like \"022\", got {:?}", s.to_string_lossy()))?,
+                    other => return Err(format!("umask must be a number or octal string, got {}", other.type_name())),
+                })
+            }
+            "stdin" => spec.stdin = stdio_from_lua(v, "stdin", capture)?,
+            "stdout" => spec.stdout = stdio_from_lua(v, "stdout", capture)?,
+            "stderr" => spec.stderr = stdio_from_lua(v, "stderr", capture)?,
+            other => {
+                return Err(format!(
+                    "unknown key '{other}' (expected env, cwd, user, group, setsid, umask, stdin, stdout, stderr)"
+                ))
+            }
+        }
+    }
+    Ok(spec)
+}
+
+impl Runtime {
+    /// A new runtime: safe standard library, `sys`/`syscall`, `net`, the prelude,
+    /// `moonlit.*`, limits in force.
+    /// `modules` register extra Lua modules (`sys`, `net`) into the state.
+    pub fn new(limits: Limits, info: &BootInfo, log: LogFn, modules: &[Registrar]) -> Result<Runtime, ConfigError> {
+        let lua = Lua::new_with(StdLib::ALL_SAFE, mlua::LuaOptions::default()).map_err(|e| ConfigError::internal(&e))?;
+        let shared = Rc::new(RefCell::new(Shared::default()));
+        let rt = Self::setup(lua, limits, info, log, shared, modules).map_err(|e| ConfigError::internal(&e))?;
+        Ok(rt)
+    }
+
+    fn setup(
+        lua: Lua,
+        limits: Limits,
+        info: &BootInfo,
+        log: LogFn,
+        shared: Rc<RefCell<Shared>>,
+        modules: &[Registrar],
+    ) -> mlua::Result<Runtime> {
+        lua.set_memory_limit(limits.memory)?;
+        for register in modules {
+            register(&lua)?;
+        }
+        let g = lua.globals();
+
+        // Nothing in PID 1 may end the process or block the loop on a child.
+        let os: Table = g.get("os")?;
+        os.set("exit", Value::Nil)?;
+        os.set("execute", Value::Nil)?;
+        let io: Table = g.get("io")?;
+        io.set("popen", Value::Nil)?;
+        let package: Table = g.get("package")?;
+        package.set("cpath", "")?;
+        let dir = &info.config_dir;
+        package.set("path", format!("{dir}/lib/?.lua;{dir}/lib/?/init.lua;{dir}/?.lua"))?;
+
+        let log_print = log.clone();
+        let tostring: Function = g.get("tostring")?;
+        g.set(
+            "print",
+            lua.create_function(move |_, args: MultiValue| {
+                let mut parts = Vec::new();
+                for v in args {
+                    parts.push(tostring.call::<mlua::String>(v)?.to_string_lossy());
+                }
+                log_print(&parts.join("\t"));
+                Ok(())
+            })?,
+        )?;
+
+        // moonlit.*
+        let m = lua.create_table()?;
+        m.set("mode", info.mode.as_str())?;
+        m.set("config_dir", info.config_dir.as_str())?;
+        m.set("debug", info.debug)?;
+        let args = lua.create_table()?;
+        for (k, v) in &info.cmdline {
+            args.set(k.as_str(), v.as_str())?;
+        }
+        m.set("cmdline", args)?;
+        m.set("version", env!("CARGO_PKG_VERSION"))?;
+        let log_fn = log.clone();
+        m.set(
+            "log",
+            lua.create_function(move |_, msg: String| {
+                log_fn(&msg);
+                Ok(())
+            })?,
+        )?;
+        for (name, req) in [("poweroff", HostRequest::Poweroff), ("reboot", HostRequest::Reboot), ("halt", HostRequest::Halt)] {
+            let sh = shared.clone();
+            m.set(
+                name,
+                lua.create_function(move |_, ()| {
+                    sh.borrow_mut().host.push(req.clone());
+                    Ok(())
+                })?,
+            )?;
+        }
+        type Ctor = fn(String) -> HostRequest;
+        let svc_ops: [(&str, Ctor); 3] = [("start", HostRequest::Start), ("stop", HostRequest::Stop), ("restart", HostRequest::Restart)];
+        for (name, ctor) in svc_ops {
+            let sh = shared.clone();
+            m.set(
+                name,
+                lua.create_function(move |_, svc: String| {
+                    sh.borrow_mut().host.push(ctor(svc));
+                    Ok(())
+                })?,
+            )?;
+        }
+        g.set("moonlit", m)?;
+
+        // Primitives for the prelude.
+        let r = lua.create_table()?;
+        r.set("now", lua.create_function(|_, ()| Ok(now_secs()))?)?;
+        r.set("exists", lua.create_function(|_, p: String| Ok(std::fs::symlink_metadata(p).is_ok()))?)?;
+        let sh = shared.clone();
+        r.set(
+            "spawn",
+            lua.create_function(move |lua, t: Table| {
+                if sh.borrow().declaring {
+                    return Err(mlua::Error::runtime("spawn: a declaration module cannot start processes"));
+                }
+                let mut capture = None;
+                let spec = spec_from_lua(&t, &mut capture).map_err(|m| mlua::Error::runtime(format!("spawn: {m}")))?;
+                let argv0 = spec.argv[0].clone();
+                match spawn::spawn(spec) {
+                    Ok(pid) => {
+                        sh.borrow_mut().children.insert(pid, ChildSlot { status: None, capture });
+                        Ok((Value::Integer(pid as i64), Value::Nil))
+                    }
+                    Err(e) => {
+                        let _ = argv0;
+                        Ok((Value::Nil, Value::String(lua.create_string(e.to_string())?)))
+                    }
+                }
+            })?,
+        )?;
+        let sh = shared.clone();
+        r.set(
+            "status",
+            lua.create_function(move |_, pid: u32| Ok(sh.borrow().children.get(&pid).and_then(|c| c.status).map(|s| s.code())))?,
+        )?;
+        let sh = shared.clone();
+        r.set(
+            "take_output",
+            lua.create_function(move |lua, pid: u32| {
+                let slot = sh.borrow_mut().children.remove(&pid);
+                let Some(fd) = slot.and_then(|s| s.capture) else {
+                    return Ok(Value::Nil);
+                };
+                let mut out = Vec::new();
+                let mut off = 0u64;
+                let mut buf = vec![0u8; 65536];
+                loop {
+                    match rustix::io::pread(&fd, &mut buf, off) {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            out.extend_from_slice(&buf[..n]);
+                            off += n as u64;
+                        }
+                        Err(rustix::io::Errno::INTR) => continue,
+                        Err(_) => break,
+                    }
+                }
+                Ok(Value::String(lua.create_string(&out)?))
+            })?,
+        )?;
+        let sh = shared.clone();
+        r.set(
+            "kill",
+            lua.create_function(move |lua, (pid, sig): (u32, Value)| {
+                let signo = match &sig {
+                    Value::Integer(n) => Some(*n as i32),
+                    Value::String(s) => spawn::parse_signal(&s.to_string_lossy()),
+                    _ => None,
+                }
+                .ok_or_else(|| mlua::Error::runtime(format!("kill: unknown signal {sig:?}")))?;
+                let alive = sh.borrow().children.get(&pid).map(|c| c.status.is_none()).unwrap_or(false);
+                if !alive {
+                    return Ok((Value::Nil, Value::String(lua.create_string(format!("kill: {pid} is not a running child of this script"))?)));
+                }
+                let res = rustix::process::Pid::from_raw(pid as i32)
+                    .zip(rustix::process::Signal::from_named_raw(signo))
+                    .map(|(p, s)| rustix::process::kill_process(p, s));
+                match res {
+                    Some(Ok(())) => Ok((Value::Boolean(true), Value::Nil)),
+                    Some(Err(e)) => Ok((Value::Nil, Value::String(lua.create_string(format!("kill {pid}: {e}"))?))),
+                    None => Ok((Value::Nil, Value::String(lua.create_string(format!("kill: bad signal {signo}"))?))),
+                }
+            })?,
+        )?;
+
+        // "file:line" of the Lua function `level` frames up from the caller
+        // of `where` (the `debug` library is not loaded: it could lift limits).
+        r.set(
+            "where",
+            lua.create_function(|lua, level: usize| {
+                Ok(lua
+                    .inspect_stack(level, |d| {
+                        let src = d.source();
+                        format!("{}:{}", src.short_src.as_deref().unwrap_or("?"), d.current_line().unwrap_or(0))
+                    })
+                    .unwrap_or_else(|| "?".into()))
+            })?,
+        )?;
+        let mark = lua.create_table()?;
+        let prelude: Table = lua
+            .load(include_str!("prelude.lua"))
+            .set_name("@moonlit/prelude.lua")
+            .call((mark.clone(), r))?;
+        let make_env: Function = prelude.get("make_env")?;
+
+
+        lua.set_app_data(Budget {
+            used: Cell::new(0),
+            limit: Cell::new(limits.instructions_per_slice),
+            tripped: RefCell::new(None),
+        });
+        lua.set_global_hook(HookTriggers::new().every_nth_instruction(HOOK_EVERY), |lua, dbg| {
+            let Some(b) = lua.app_data_ref::<Budget>() else {
+                return Ok(VmState::Continue);
+            };
+            let used = b.used.get() + u64::from(HOOK_EVERY);
+            b.used.set(used);
+            if used <= b.limit.get() {
+                return Ok(VmState::Continue);
+            }
+            if b.tripped.borrow().is_none() {
+                let src = dbg.source();
+                let line = dbg.current_line().unwrap_or(0);
+                *b.tripped.borrow_mut() = Some(format!("{}:{line}", src.short_src.as_deref().unwrap_or("?")));
+            }
+            Ok(VmState::Yield)
+        })?;
+
+        Ok(Runtime {
+            lua,
+            mark,
+            make_env,
+            tasks: HashMap::new(),
+            next_id: 1,
+            shared,
+            limits,
+        })
+    }
+
+    /// The Lua state, for registering extra modules.
+    pub fn lua(&self) -> &Lua {
+        &self.lua
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Runs `thread` until it yields, ends or fails, under the slice budget.
+    fn drive(&self, thread: &Thread, args: impl IntoLuaMulti) -> Step {
+        if let Some(b) = self.lua.app_data_ref::<Budget>() {
+            b.used.set(0);
+            *b.tripped.borrow_mut() = None;
+        }
+        let res = thread.resume::<MultiValue>(args);
+        let tripped = self.lua.app_data_ref::<Budget>().and_then(|b| b.tripped.borrow_mut().take());
+        if let Some(loc) = tripped {
+            // Unwind it: closes its to-be-closed variables; the error (if any)
+            // is the one that stopped it and is reported below anyway.
+            if let Ok(f) = self.lua.create_function(|_, ()| Ok(())) {
+                let _ = thread.reset(f);
+            }
+            self.lua.gc_collect().ok();
+            return Step::Failed(format!(
+                "{loc}: instruction limit exceeded ({} VM instructions without yielding)",
+                self.limits.instructions_per_slice
+            ));
+        }
+        match res {
+            Err(e) => {
+                self.lua.gc_collect().ok();
+                Step::Failed(error_summary(&e))
+            }
+            Ok(vals) => {
+                if thread.status() != ThreadStatus::Resumable {
+                    return Step::Done;
+                }
+                let mut it = vals.into_iter();
+                match it.next() {
+                    Some(Value::Table(t)) if t == self.mark => {}
+                    _ => return Step::Wait(Request::Yield),
+                }
+                let op = it.next();
+                let arg = it.next();
+                let op = match &op {
+                    Some(Value::String(s)) => s.to_string_lossy(),
+                    _ => return Step::Failed("bad scheduler request".into()),
+                };
+                let secs = |v: &Option<Value>| -> Option<Duration> {
+                    match v {
+                        Some(Value::Number(n)) if *n >= 0.0 && n.is_finite() => Some(Duration::from_secs_f64(*n)),
+                        Some(Value::Integer(i)) if *i >= 0 => Some(Duration::from_secs(*i as u64)),
+                        _ => None,
+                    }
+                };
+                match op.as_str() {
+                    "sleep" => Step::Wait(Request::Sleep(secs(&arg).unwrap_or_default())),
+                    "wait" => match arg {
+                        Some(Value::Integer(p)) if p > 0 => Step::Wait(Request::WaitPid(p as u32)),
+                        _ => Step::Failed("wait: bad pid".into()),
+                    },
+                    "netlink" => Step::Wait(Request::Netlink(secs(&arg))),
+                    other => Step::Failed(format!("unknown scheduler request '{other}'")),
+                }
+            }
+        }
+    }
+
+    /// Creates a task running `f` and runs it to its first stop.
+    pub fn start_task(&mut self, name: &str, f: Function, args: impl IntoLuaMulti) -> (TaskId, Step) {
+        let id = self.next_id;
+        self.next_id += 1;
+        let thread = match self.lua.create_thread(f) {
+            Ok(t) => t,
+            Err(e) => return (id, Step::Failed(error_summary(&e))),
+        };
+        let step = self.drive(&thread, args);
+        if let Step::Wait(_) = step {
+            self.tasks.insert(id, Task { thread, name: name.to_string() });
+        }
+        (id, step)
+    }
+
+    /// Resumes a waiting task with the loop's answer.
+    pub fn resume(&mut self, id: TaskId, args: impl IntoLuaMulti) -> Step {
+        let Some(task) = self.tasks.get(&id) else {
+            return Step::Failed(format!("no task {id}"));
+        };
+        let thread = task.thread.clone();
+        let step = self.drive(&thread, args);
+        if !matches!(step, Step::Wait(_)) {
+            self.tasks.remove(&id);
+        }
+        step
+    }
+
+    /// The name a task was started with.
+    pub fn task_name(&self, id: TaskId) -> Option<&str> {
+        self.tasks.get(&id).map(|t| t.name.as_str())
+    }
+
+    /// Number of tasks waiting on the loop.
+    pub fn task_count(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// Loads a chunk for the boot script (global environment).
+    pub fn load_script(&self, name: &str, source: &[u8]) -> Result<Function, ConfigError> {
+        self.lua
+            .load(source)
+            .set_name(format!("@{name}"))
+            .into_function()
+            .map_err(|e| ConfigError::new(ErrorKind::Syntax, name, error_summary(&e)))
+    }
+
+    /// Evaluates a declaration module in a fresh environment and returns what
+    /// it declared. Blocking calls and process creation are refused.
+    pub fn eval_module(&self, name: &str, source: &[u8]) -> Result<Vec<RawDecl>, ConfigError> {
+        let (env, decls): (Table, Table) = self.make_env.call(name).map_err(|e| ConfigError::internal(&e))?;
+        let f = self
+            .lua
+            .load(source)
+            .set_name(format!("@{name}"))
+            .set_environment(env)
+            .into_function()
+            .map_err(|e| ConfigError::new(ErrorKind::Syntax, name, error_summary(&e)))?;
+        let thread = self.lua.create_thread(f).map_err(|e| ConfigError::internal(&e))?;
+        self.shared.borrow_mut().declaring = true;
+        let step = self.drive(&thread, ());
+        self.shared.borrow_mut().declaring = false;
+        match step {
+            Step::Done => {}
+            Step::Wait(_) => {
+                if let Ok(f) = self.lua.create_function(|_, ()| Ok(())) {
+                    let _ = thread.reset(f);
+                }
+                return Err(ConfigError::new(
+                    ErrorKind::Runtime,
+                    name,
+                    format!("{name}: a declaration module must not block or yield (sleep, wait, sh...)"),
+                ));
+            }
+            Step::Failed(msg) => {
+                let kind = if msg.contains("instruction limit") {
+                    ErrorKind::Limit
+                } else if msg.contains("not enough memory") {
+                    ErrorKind::Limit
+                } else {
+                    ErrorKind::Runtime
+                };
+                let msg = if msg.starts_with(name) { msg } else { format!("{name}: {msg}") };
+                return Err(ConfigError::new(kind, name, msg));
+            }
+        }
+        let mut out = Vec::new();
+        for d in decls.sequence_values::<Table>() {
+            let d = d.map_err(|e| ConfigError::internal(&e))?;
+            out.push(RawDecl {
+                kind: d.get("kind").map_err(|e| ConfigError::internal(&e))?,
+                name: d.get("name").map_err(|e| ConfigError::internal(&e))?,
+                body: d.get("body").map_err(|e| ConfigError::internal(&e))?,
+                location: d.get("where").map_err(|e| ConfigError::internal(&e))?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Tells the runtime a child was reaped. Returns true if it was one of
+    /// Lua's (its status is then kept for `:wait()`).
+    pub fn child_exited(&self, pid: u32, status: ExitStatus) -> bool {
+        let mut sh = self.shared.borrow_mut();
+        match sh.children.get_mut(&pid) {
+            Some(slot) => {
+                slot.status = Some(status);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Requests Lua made of the init since the last call.
+    pub fn take_host_requests(&self) -> Vec<HostRequest> {
+        std::mem::take(&mut self.shared.borrow_mut().host)
+    }
+
+    /// Memory the Lua state uses, in bytes.
+    pub fn used_memory(&self) -> usize {
+        self.lua.used_memory()
+    }
+
+    /// Runs a full garbage collection.
+    pub fn collect(&self) {
+        self.lua.gc_collect().ok();
+    }
+}

@@ -1,0 +1,204 @@
+//! `moonlit ctl`: the control client (the same binary as the init).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+
+use crate::control::{connect, PROTOCOL_VERSION};
+
+const USAGE: &str = "usage: moonlit ctl [--socket PATH] [--json] COMMAND
+commands:
+  status                    services, their state, pids, restarts, config errors
+  start|stop|restart NAME   control one service (stop keeps it stopped)
+  logs NAME [-f] [-n N]     recent output of a service; -f follows it
+  poweroff|reboot|halt [--code N]
+                            shut the system down (N: exit code in a container)";
+
+/// The default control socket for this user.
+pub fn default_socket() -> PathBuf {
+    if let Ok(p) = std::env::var("MOONLIT_CONTROL") {
+        return p.into();
+    }
+    if rustix::process::geteuid().is_root() {
+        return "/run/moonlit/control.sock".into();
+    }
+    match std::env::var("XDG_RUNTIME_DIR") {
+        Ok(d) => Path::new(&d).join("moonlit/control.sock"),
+        Err(_) => format!("/tmp/moonlit-{}/control.sock", rustix::process::getuid().as_raw()).into(),
+    }
+}
+
+fn request(socket: &Path, req: &Value) -> Result<(Value, BufReader<std::os::unix::net::UnixStream>), (i32, String)> {
+    let s = connect(socket, req).map_err(|e| (3, format!("moonlit ctl: cannot reach {}: {e}", socket.display())))?;
+    let mut r = BufReader::new(s);
+    let mut line = String::new();
+    r.read_line(&mut line).map_err(|e| (3, format!("moonlit ctl: reading reply: {e}")))?;
+    if line.is_empty() {
+        return Err((3, "moonlit ctl: the init closed the connection without a reply".into()));
+    }
+    let v: Value = serde_json::from_str(&line).map_err(|e| (3, format!("moonlit ctl: bad reply ({e}): {line}")))?;
+    Ok((v, r))
+}
+
+fn print_status(v: &Value) {
+    println!(
+        "moonlit {} ({} mode), generation {}, {}",
+        v["version"].as_str().unwrap_or("?"),
+        v["mode"].as_str().unwrap_or("?"),
+        v["generation"],
+        if v["shutting_down"].as_bool() == Some(true) {
+            "shutting down"
+        } else if v["ready"].as_bool() == Some(true) {
+            "ready"
+        } else {
+            "booting"
+        }
+    );
+    println!("{:<20} {:<9} {:>8} {:>8}  DETAIL", "SERVICE", "STATE", "PID", "RESTARTS");
+    for s in v["services"].as_array().into_iter().flatten() {
+        let mut detail = Vec::new();
+        if let Some(d) = s["detail"].as_str() {
+            detail.push(d.to_string());
+        }
+        if s["manual_stop"].as_bool() == Some(true) {
+            detail.push("stopped by hand".into());
+        }
+        if s["needs_restart"].as_bool() == Some(true) {
+            detail.push("needs restart".into());
+        }
+        if let Some(e) = s["last_exit"].as_str() {
+            detail.push(format!("last {e}"));
+        }
+        println!(
+            "{:<20} {:<9} {:>8} {:>8}  {}",
+            s["name"].as_str().unwrap_or("?"),
+            s["state"].as_str().unwrap_or("?"),
+            s["pid"].as_u64().map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+            s["restarts"],
+            detail.join("; ")
+        );
+    }
+    for e in v["errors"].as_array().into_iter().flatten() {
+        println!("config error: {}", e.as_str().unwrap_or("?"));
+    }
+    for e in v["lua_errors"].as_array().into_iter().flatten() {
+        println!("lua error: {}", e.as_str().unwrap_or("?"));
+    }
+}
+
+/// Runs `moonlit ctl ARGS`; returns the exit code.
+pub fn main(args: &[String]) -> i32 {
+    let mut socket = default_socket();
+    let mut as_json = false;
+    let mut rest = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--socket" => match it.next() {
+                Some(p) => socket = p.into(),
+                None => return usage("--socket needs a path"),
+            },
+            "--json" => as_json = true,
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return 0;
+            }
+            _ => rest.push(a.clone()),
+        }
+    }
+    let Some(cmd) = rest.first().cloned() else { return usage("no command") };
+    let mut req = json!({"v": PROTOCOL_VERSION, "cmd": cmd});
+    let mut follow = false;
+    match cmd.as_str() {
+        "status" => {}
+        "start" | "stop" | "restart" => match rest.get(1) {
+            Some(n) => req["name"] = json!(n),
+            None => return usage(&format!("{cmd} needs a service name")),
+        },
+        "logs" => {
+            let mut i = 1;
+            while i < rest.len() {
+                match rest[i].as_str() {
+                    "-f" | "--follow" => follow = true,
+                    "-n" | "--lines" => {
+                        i += 1;
+                        match rest.get(i).and_then(|n| n.parse::<u64>().ok()) {
+                            Some(n) => req["lines"] = json!(n),
+                            None => return usage("-n needs a number"),
+                        }
+                    }
+                    n if req.get("name").is_none() => req["name"] = json!(n),
+                    other => return usage(&format!("unexpected argument '{other}'")),
+                }
+                i += 1;
+            }
+            if req.get("name").is_none() {
+                return usage("logs needs a service name");
+            }
+            req["follow"] = json!(follow);
+        }
+        "poweroff" | "reboot" | "halt" => {
+            if rest.get(1).map(String::as_str) == Some("--code") {
+                match rest.get(2).and_then(|c| c.parse::<i64>().ok()) {
+                    Some(c) => req["code"] = json!(c),
+                    None => return usage("--code needs a number"),
+                }
+            }
+        }
+        other => return usage(&format!("unknown command '{other}'")),
+    }
+    let (reply, mut reader) = match request(&socket, &req) {
+        Ok(r) => r,
+        Err((code, msg)) => {
+            eprintln!("{msg}");
+            return code;
+        }
+    };
+    if reply["ok"].as_bool() != Some(true) {
+        if as_json {
+            println!("{reply}");
+        }
+        eprintln!("moonlit ctl: {}", reply["error"].as_str().unwrap_or("request failed"));
+        return 1;
+    }
+    if as_json {
+        println!("{reply}");
+    } else {
+        match cmd.as_str() {
+            "status" => print_status(&reply),
+            "logs" => {
+                for l in reply["lines"].as_array().into_iter().flatten() {
+                    println!("{}", l.as_str().unwrap_or(""));
+                }
+            }
+            _ => {
+                if let Some(m) = reply["message"].as_str() {
+                    println!("{m}");
+                }
+            }
+        }
+    }
+    if follow {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match reader.read_line(&mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    if as_json {
+                        print!("{line}");
+                    } else if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                        println!("{}", v["log"].as_str().unwrap_or(""));
+                    }
+                }
+            }
+        }
+    }
+    0
+}
+
+fn usage(msg: &str) -> i32 {
+    eprintln!("moonlit ctl: {msg}\n{USAGE}");
+    2
+}

@@ -1,0 +1,961 @@
+//! The init proper: one thread, one epoll loop.
+//!
+//! Owns the loop and everything registered in it: the signalfd (all async
+//! signals arrive here), the reaper, the Lua tasks and their timers, the
+//! supervisor's actions, the service log pipes, the console and the control
+//! socket; and the shutdown sequence. Decides nothing about services itself:
+//! the [`Supervisor`] does, this module carries its actions out.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::os::fd::{AsFd, OwnedFd};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::Duration;
+
+use moonlit_config::error::ConfigError;
+use moonlit_config::plan::{self, ModuleResult};
+use moonlit_config::runtime::{BootInfo, HostRequest, Limits, Registrar, Request, Runtime, Step, TaskId};
+use moonlit_config::spawn::{self, signal_name, ExitStatus, SpawnSpec, StdioSpec};
+use nix::sys::signal::{SigSet, Signal as NixSignal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use rustix::event::epoll::{self, EventData, EventFlags};
+use rustix::io::Errno;
+use rustix::process::{Pid, Signal, WaitOptions};
+use serde_json::{json, Value};
+
+use crate::console::{uptime, Console};
+use crate::control::{Control, Incoming, PROTOCOL_VERSION};
+use crate::logs::ServiceLog;
+use crate::mode::Mode;
+use crate::shutdown::{self, Power};
+use crate::supervisor::{Action, Ms, State, Supervisor};
+
+const T_SIGNAL: u64 = 1;
+const T_CONTROL: u64 = 2;
+const T_CONSOLE: u64 = 3;
+const T_LOG: u64 = 1 << 32;
+const T_CLIENT: u64 = 2 << 32;
+const T_MASK: u64 = 0xffff_ffff;
+
+/// Grace between TERM to everything and KILL to everything at shutdown.
+const GRACE_MS: Ms = 3000;
+
+/// Milliseconds on the monotonic clock.
+pub fn now_ms() -> Ms {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    t.tv_sec as u64 * 1000 + t.tv_nsec as u64 / 1_000_000
+}
+
+/// How this init was started.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub mode: Mode,
+    pub config_dir: PathBuf,
+    pub control_path: PathBuf,
+    pub debug: bool,
+    pub rescue: bool,
+    pub cmdline: Vec<(String, String)>,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Services,
+    Term { until: Ms },
+    Kill { until: Ms },
+    Done,
+}
+
+struct Shutdown {
+    power: Power,
+    phase: Phase,
+    code: i32,
+    started: Ms,
+}
+
+/// The signals that mean something to moonlit (kernel numbering for the
+/// real-time ones, as systemd uses them: RTMIN = 34).
+fn signal_action(signo: i32) -> Option<Power> {
+    match signo {
+        15 | 30 | 12 | 38 => Some(Power::Poweroff), // TERM, PWR, USR2, RTMIN+4
+        2 | 39 => Some(Power::Reboot),              // INT (ctrl-alt-del), RTMIN+5
+        10 | 37 => Some(Power::Halt),               // USR1, RTMIN+3
+        _ => None,
+    }
+}
+
+pub struct Init {
+    opts: Options,
+    epoll: OwnedFd,
+    sigfd: SignalFd,
+    console: Rc<std::cell::RefCell<Console>>,
+    control: Option<Control>,
+    rt: Runtime,
+    sup: Supervisor,
+    logs: BTreeMap<u32, ServiceLog>,
+    log_ids: HashMap<String, u32>,
+    next_log: u32,
+    sleepers: BTreeMap<(Ms, u64), (TaskId, bool)>,
+    seq: u64,
+    pid_waiters: HashMap<u32, TaskId>,
+    net_waiters: Vec<(TaskId, Option<Ms>)>,
+    yielders: Vec<TaskId>,
+    boot_task: Option<TaskId>,
+    boot_script_done: bool,
+    config_errors: Vec<ConfigError>,
+    lua_errors: VecDeque<String>,
+    orphans: u64,
+    shutdown: Option<Shutdown>,
+    t0: Ms,
+    timings: Vec<(String, Ms)>,
+    ready: bool,
+    generation: u64,
+    panics: VecDeque<Ms>,
+    children_left: bool,
+    boot_started: Ms,
+    services_started: Ms,
+}
+
+fn log_line(console: &Rc<std::cell::RefCell<Console>>, msg: &str) {
+    if let Ok(mut c) = console.try_borrow_mut() {
+        c.line(msg);
+    }
+}
+
+impl Init {
+    /// Sets up the loop. Signals must already be blocked (`mask`).
+    pub fn new(opts: Options, mask: &SigSet, console: Console, stage1_ms: Ms, t0: Ms) -> Result<Init, String> {
+        let epoll = epoll::create(epoll::CreateFlags::CLOEXEC).map_err(|e| format!("epoll_create: {e}"))?;
+        let sigfd = SignalFd::with_flags(mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).map_err(|e| format!("signalfd: {e}"))?;
+        epoll::add(&epoll, sigfd.as_fd(), EventData::new_u64(T_SIGNAL), EventFlags::IN).map_err(|e| format!("epoll_ctl(signalfd): {e}"))?;
+        let console = Rc::new(std::cell::RefCell::new(console));
+        {
+            let mut c = console.borrow_mut();
+            if epoll::add(&epoll, c.fd(), EventData::new_u64(T_CONSOLE), EventFlags::OUT | EventFlags::ET).is_err() {
+                c.pollable = false;
+            }
+        }
+        let info = BootInfo {
+            mode: opts.mode.name().into(),
+            config_dir: opts.config_dir.display().to_string(),
+            debug: opts.debug,
+            cmdline: opts.cmdline.clone(),
+        };
+        let lc = console.clone();
+        let log: moonlit_config::runtime::LogFn = Rc::new(move |m: &str| log_line(&lc, &format!("lua: {m}")));
+        let modules: [Registrar; 2] = [moonlit_sys::register, moonlit_net::register];
+        let rt = Runtime::new(opts.limits, &info, log, &modules).map_err(|e| format!("Lua runtime: {e}"))?;
+
+        let uid = rustix::process::getuid().as_raw();
+        let mut init = Init {
+            opts,
+            epoll,
+            sigfd,
+            console,
+            control: None,
+            rt,
+            sup: Supervisor::default(),
+            logs: BTreeMap::new(),
+            log_ids: HashMap::new(),
+            next_log: 1,
+            sleepers: BTreeMap::new(),
+            seq: 0,
+            pid_waiters: HashMap::new(),
+            net_waiters: Vec::new(),
+            yielders: Vec::new(),
+            boot_task: None,
+            boot_script_done: false,
+            config_errors: Vec::new(),
+            lua_errors: VecDeque::new(),
+            orphans: 0,
+            shutdown: None,
+            t0,
+            timings: vec![("stage 1".into(), stage1_ms)],
+            ready: false,
+            generation: 1,
+            panics: VecDeque::new(),
+            children_left: true,
+            boot_started: now_ms(),
+            services_started: now_ms(),
+        };
+        match Control::bind(&init.opts.control_path, uid) {
+            Ok(c) => {
+                if let Err(e) = epoll::add(&init.epoll, c.listener(), EventData::new_u64(T_CONTROL), EventFlags::IN) {
+                    init.log(&format!("control socket: epoll: {e}"));
+                }
+                init.control = Some(c);
+            }
+            Err(e) => init.log(&format!("{e} (running without a control socket)")),
+        }
+        init.timings.push(("lua runtime".into(), now_ms().saturating_sub(t0)));
+        Ok(init)
+    }
+
+    fn log(&self, msg: &str) {
+        log_line(&self.console, &format!("moonlit: {msg}"));
+    }
+
+    fn mark(&mut self, step: &str, since: Ms) {
+        let ms = now_ms().saturating_sub(since);
+        self.timings.push((step.to_string(), ms));
+    }
+
+    /// Evaluates the configuration and starts the boot script.
+    pub fn boot(&mut self) {
+        let t = now_ms();
+        let dir = self.opts.config_dir.clone();
+        let (files, io_errors) = moonlit_config::modules::discover(&dir);
+        let mut results: Vec<ModuleResult> = io_errors
+            .into_iter()
+            .map(|e| ModuleResult {
+                module: e.module.clone(),
+                decls: Err(e),
+            })
+            .collect();
+        for f in &files {
+            results.push(ModuleResult {
+                module: f.name.clone(),
+                decls: self.rt.eval_module(&f.name, &f.source),
+            });
+        }
+        let (plan, errors) = plan::build(&results);
+        for e in &errors {
+            self.log(&format!("config error: {e}"));
+        }
+        self.config_errors = errors;
+        self.sup = Supervisor::new(&plan);
+        self.sup.hold = true;
+        self.log(&format!(
+            "configuration {}: {} modules, {} services, {} errors",
+            dir.display(),
+            files.len(),
+            plan.services.len(),
+            self.config_errors.len()
+        ));
+        self.mark("modules", t);
+
+        let script = dir.join("init.lua");
+        match std::fs::read(&script) {
+            Ok(src) => match self.rt.load_script("init.lua", &src) {
+                Ok(f) => {
+                    let (id, step) = self.rt.start_task("init.lua", f, ());
+                    self.boot_task = Some(id);
+                    self.boot_started = now_ms();
+                    self.handle_step(id, step);
+                }
+                Err(e) => {
+                    self.log(&format!("boot script: {e}"));
+                    self.push_lua_error(e.to_string());
+                    self.boot_script_finished();
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => self.boot_script_finished(),
+            Err(e) => {
+                self.log(&format!("boot script {}: {e}", script.display()));
+                self.boot_script_finished();
+            }
+        }
+    }
+
+    fn push_lua_error(&mut self, e: String) {
+        self.lua_errors.push_back(e);
+        while self.lua_errors.len() > 20 {
+            self.lua_errors.pop_front();
+        }
+    }
+
+    fn boot_script_finished(&mut self) {
+        if self.boot_script_done {
+            return;
+        }
+        self.boot_script_done = true;
+        if self.boot_task.is_some() {
+            let since = self.boot_started;
+            self.mark("init.lua", since);
+        }
+        self.sup.hold = false;
+        self.services_started = now_ms();
+    }
+
+    /// Runs the loop forever (or, in an exiting mode, until shutdown ends).
+    pub fn run(mut self) -> ! {
+        loop {
+            let r = catch_unwind(AssertUnwindSafe(|| self.turn()));
+            if let Err(p) = r {
+                let msg = p
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "unknown panic".into());
+                self.log(&format!("internal error (panic: {msg}); carrying on"));
+                let now = now_ms();
+                self.panics.push_back(now);
+                while self.panics.front().is_some_and(|t| now - t > 10_000) {
+                    self.panics.pop_front();
+                }
+                if self.panics.len() > 50 {
+                    self.fatal("too many internal errors");
+                }
+            }
+            if matches!(self.shutdown, Some(Shutdown { phase: Phase::Done, .. })) {
+                self.finish();
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Ms> {
+        let mut d = [
+            self.sleepers.keys().next().map(|k| k.0),
+            self.sup.next_deadline(),
+            self.control.as_ref().and_then(Control::next_deadline),
+            self.net_waiters.iter().filter_map(|w| w.1).min(),
+            match self.shutdown.as_ref().map(|s| s.phase) {
+                Some(Phase::Term { until }) | Some(Phase::Kill { until }) => Some(until),
+                _ => None,
+            },
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        if !self.yielders.is_empty() || self.console.borrow().pending() && !self.console.borrow().pollable {
+            d = Some(now_ms());
+        }
+        if !self.net_waiters.is_empty() {
+            // Until netlink events are wired into the loop, waiters re-check
+            // every 50 ms.
+            d = Some(d.unwrap_or(u64::MAX).min(now_ms() + 50));
+        }
+        d
+    }
+
+    fn turn(&mut self) {
+        let now = now_ms();
+        let timeout = self.next_deadline().map(|d| {
+            let ms = d.saturating_sub(now);
+            rustix::time::Timespec {
+                tv_sec: (ms / 1000) as i64,
+                tv_nsec: ((ms % 1000) * 1_000_000) as i64,
+            }
+        });
+        let mut events = Vec::with_capacity(64);
+        match epoll::wait(&self.epoll, rustix::buffer::spare_capacity(&mut events), timeout.as_ref()) {
+            Ok(_) | Err(Errno::INTR) => {}
+            Err(e) => {
+                self.log(&format!("epoll_wait: {e}"));
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        for ev in events {
+            let data = ev.data.u64();
+            let flags = ev.flags;
+            match data {
+                T_SIGNAL => self.on_signals(),
+                T_CONTROL => self.on_accept(),
+                T_CONSOLE => self.console.borrow_mut().flush(),
+                d if d & !T_MASK == T_LOG => self.on_log((d & T_MASK) as u32),
+                d if d & !T_MASK == T_CLIENT => self.on_client(d & T_MASK, flags),
+                _ => {}
+            }
+        }
+        self.process();
+    }
+
+    /// Everything that follows events: due timers, task resumption, the
+    /// supervisor's step, requests from Lua, shutdown progress.
+    fn process(&mut self) {
+        for _ in 0..100 {
+            let now = now_ms();
+            let mut progressed = false;
+            // Tasks.
+            let due: Vec<(Ms, u64)> = self.sleepers.range(..=(now, u64::MAX)).map(|(k, _)| *k).collect();
+            for k in due {
+                if let Some((id, netlink)) = self.sleepers.remove(&k) {
+                    let step = if netlink { self.rt.resume(id, true) } else { self.rt.resume(id, ()) };
+                    self.handle_step(id, step);
+                    progressed = true;
+                }
+            }
+            let (due_net, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.net_waiters).into_iter().partition(|_| true);
+            self.net_waiters = keep;
+            for (id, deadline) in due_net {
+                // Re-check: resume with "maybe changed" (true) or timed out (false).
+                let timed_out = deadline.is_some_and(|d| d <= now);
+                self.seq += 1;
+                let at = if timed_out { now } else { deadline.map_or(now + 50, |d| d.min(now + 50)) };
+                self.sleepers.insert((at, self.seq), (id, true));
+            }
+            for id in std::mem::take(&mut self.yielders) {
+                let step = self.rt.resume(id, ());
+                self.handle_step(id, step);
+                progressed = true;
+            }
+            for req in self.rt.take_host_requests() {
+                self.host_request(req);
+                progressed = true;
+            }
+            // Supervisor.
+            let actions = self.sup.step(now);
+            if !actions.is_empty() {
+                progressed = true;
+            }
+            self.perform(actions);
+            if let Some(code) = self.sup.main_exit.take() {
+                self.log(&format!("main service ended with code {code}: shutting down"));
+                self.begin_shutdown(Power::Poweroff, Some(code));
+                progressed = true;
+            }
+            if !progressed {
+                break;
+            }
+        }
+        self.check_ready();
+        self.progress_shutdown();
+        if let Some(c) = self.control.as_mut() {
+            let done = c.finished(now_ms());
+            for id in done {
+                self.drop_client(id);
+            }
+        }
+        self.console.borrow_mut().flush();
+    }
+
+    fn check_ready(&mut self) {
+        if self.ready || !self.boot_script_done || !self.sup.settled() || self.shutdown.is_some() {
+            return;
+        }
+        self.ready = true;
+        let since = self.services_started;
+        self.mark("services", since);
+        let total = now_ms().saturating_sub(self.t0);
+        let steps: Vec<String> = self.timings.iter().map(|(n, ms)| format!("{n} {ms} ms")).collect();
+        let running = self.sup.services.values().filter(|s| matches!(s.state, State::Running { .. })).count();
+        let failed = self.sup.services.values().filter(|s| matches!(s.state, State::Failed { .. })).count();
+        self.log(&format!(
+            "boot complete in {total} ms ({}); {running} services running, {failed} failed, {} config errors",
+            steps.join(", "),
+            self.config_errors.len()
+        ));
+        self.log("READY");
+    }
+
+    fn handle_step(&mut self, id: TaskId, step: Step) {
+        let now = now_ms();
+        match step {
+            Step::Wait(Request::Sleep(d)) => {
+                self.seq += 1;
+                self.sleepers.insert((now + d.as_millis() as u64, self.seq), (id, false));
+            }
+            Step::Wait(Request::WaitPid(pid)) => {
+                self.pid_waiters.insert(pid, id);
+            }
+            Step::Wait(Request::Netlink(t)) => {
+                self.net_waiters.push((id, t.map(|d| now + d.as_millis() as u64)));
+            }
+            Step::Wait(Request::Yield) => self.yielders.push(id),
+            Step::Done => {
+                if self.boot_task == Some(id) {
+                    self.boot_script_finished();
+                }
+            }
+            Step::Failed(msg) => {
+                let name = if self.boot_task == Some(id) { "init.lua" } else { "task" };
+                self.log(&format!("Lua error in {name}: {msg}"));
+                self.push_lua_error(msg);
+                if self.boot_task == Some(id) {
+                    self.boot_script_finished();
+                }
+            }
+        }
+    }
+
+    fn host_request(&mut self, req: HostRequest) {
+        let now = now_ms();
+        let res = match req {
+            HostRequest::Poweroff => {
+                self.begin_shutdown(Power::Poweroff, None);
+                Ok(Vec::new())
+            }
+            HostRequest::Reboot => {
+                self.begin_shutdown(Power::Reboot, None);
+                Ok(Vec::new())
+            }
+            HostRequest::Halt => {
+                self.begin_shutdown(Power::Halt, None);
+                Ok(Vec::new())
+            }
+            HostRequest::Start(n) => self.sup.start(&n).map(|_| Vec::new()),
+            HostRequest::Stop(n) => self.sup.stop(&n, now),
+            HostRequest::Restart(n) => self.sup.restart(&n, now),
+        };
+        match res {
+            Ok(actions) => self.perform(actions),
+            Err(e) => self.log(&e),
+        }
+    }
+
+    fn perform(&mut self, actions: Vec<Action>) {
+        let mut queue: VecDeque<Action> = actions.into();
+        while let Some(a) = queue.pop_front() {
+            match a {
+                Action::Log(m) => self.log(&m),
+                Action::Spawn(name) => {
+                    let res = self.spawn_service(&name);
+                    if let Ok(pid) = res {
+                        if self.opts.debug {
+                            self.log(&format!("{name}: started, pid {pid}"));
+                        }
+                    }
+                    queue.extend(self.sup.spawned(&name, res, now_ms()));
+                }
+                Action::Signal { service, pid, sig } => {
+                    let Some(p) = Pid::from_raw(pid as i32) else { continue };
+                    let Some(s) = Signal::from_named_raw(sig) else { continue };
+                    // The service leads its own session and process group:
+                    // signal the group so its children hear it too.
+                    if rustix::process::kill_process_group(p, s).is_err() {
+                        if let Err(e) = rustix::process::kill_process(p, s) {
+                            self.log(&format!("{service}: kill {} {pid}: {e}", signal_name(sig)));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn log_for(&mut self, name: &str) -> Result<u32, String> {
+        if let Some(id) = self.log_ids.get(name) {
+            return Ok(*id);
+        }
+        let cap = self.sup.services.get(name).map_or(65536, |s| s.spec.log_buffer);
+        let log = ServiceLog::new(name, cap).map_err(|e| format!("log pipe: {e}"))?;
+        let id = self.next_log;
+        self.next_log += 1;
+        epoll::add(&self.epoll, log.read_fd(), EventData::new_u64(T_LOG | u64::from(id)), EventFlags::IN)
+            .map_err(|e| format!("epoll_ctl(log pipe): {e}"))?;
+        self.logs.insert(id, log);
+        self.log_ids.insert(name.to_string(), id);
+        Ok(id)
+    }
+
+    fn spawn_service(&mut self, name: &str) -> Result<u32, String> {
+        let spec = self.sup.services.get(name).map(|s| s.spec.clone()).ok_or("unknown service")?;
+        let id = self.log_for(name)?;
+        let log = self.logs.get_mut(&id).ok_or("log pipe vanished")?;
+        log.set_file(spec.log_file.as_deref())?;
+        log.console = spec.console;
+        log.ring.set_cap(spec.log_buffer);
+        let out = log.writer().map_err(|e| format!("log pipe: {e}"))?;
+        let err = log.writer().map_err(|e| format!("log pipe: {e}"))?;
+        let mut s = SpawnSpec::new(spec.exec.clone());
+        s.env = spec.env.clone();
+        s.env.insert("MOONLIT_SERVICE".into(), name.to_string());
+        s.cwd = spec.cwd.as_ref().map(PathBuf::from);
+        s.user = spec.user.clone();
+        s.group = spec.group.clone();
+        s.umask = spec.umask;
+        s.stdout = StdioSpec::Fd(out);
+        s.stderr = StdioSpec::Fd(err);
+        spawn::spawn(s).map_err(|e| e.to_string())
+    }
+
+    fn on_log(&mut self, id: u32) {
+        let Some(log) = self.logs.get_mut(&id) else { return };
+        let lines = log.read_lines(1 << 20);
+        if lines.is_empty() {
+            return;
+        }
+        let name = log.service.clone();
+        if log.console {
+            let mut c = self.console.borrow_mut();
+            for l in &lines {
+                c.line(&format!("{name}: {l}"));
+            }
+        }
+        self.send_to_followers(&name, &lines);
+    }
+
+    fn send_to_followers(&mut self, name: &str, lines: &[String]) {
+        let Some(c) = self.control.as_mut() else { return };
+        let followers: Vec<u64> = c.clients.iter().filter(|(_, cl)| cl.follow.as_deref() == Some(name)).map(|(id, _)| *id).collect();
+        for id in followers {
+            for l in lines {
+                c.send(id, &json!({"v": PROTOCOL_VERSION, "service": name, "log": l}), false);
+            }
+        }
+    }
+
+    fn on_signals(&mut self) {
+        let mut reap = false;
+        loop {
+            match self.sigfd.read_signal() {
+                Ok(Some(info)) => {
+                    let signo = info.ssi_signo as i32;
+                    if signo == NixSignal::SIGCHLD as i32 {
+                        reap = true;
+                    } else if signo == NixSignal::SIGHUP as i32 {
+                        self.log("SIGHUP: configuration reload is not available in this version");
+                    } else if let Some(power) = signal_action(signo) {
+                        self.log(&format!("received SIG{}: {}", signal_name(signo), power.name()));
+                        self.begin_shutdown(power, None);
+                    } else if self.opts.debug {
+                        self.log(&format!("ignoring SIG{}", signal_name(signo)));
+                    }
+                }
+                Ok(None) => break,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => {
+                    self.log(&format!("signalfd read: {e}"));
+                    break;
+                }
+            }
+        }
+        if reap {
+            self.reap();
+        }
+    }
+
+    /// Reaps every exited child; routes each status to its service, its
+    /// Lua waiter, or counts an orphan. Records whether children remain.
+    fn reap(&mut self) {
+        let now = now_ms();
+        loop {
+            match rustix::process::wait(WaitOptions::NOHANG) {
+                Ok(Some((pid, st))) => {
+                    let pid = pid.as_raw_nonzero().get() as u32;
+                    let status = ExitStatus::from_wait(st);
+                    self.route_exit(pid, status, now);
+                }
+                Ok(None) => {
+                    self.children_left = true;
+                    break;
+                }
+                Err(Errno::INTR) => continue,
+                Err(_) => {
+                    self.children_left = false;
+                    break;
+                }
+            }
+        }
+    }
+
+    fn route_exit(&mut self, pid: u32, status: ExitStatus, now: Ms) {
+        if let Some(name) = self.sup.by_pid(pid).map(str::to_string) {
+            // What the service printed last is shown before its exit is.
+            if let Some(id) = self.log_ids.get(&name).copied() {
+                self.on_log(id);
+            }
+            if let Some(actions) = self.sup.exited(pid, status, now) {
+                self.perform(actions);
+            }
+            return;
+        }
+        if self.rt.child_exited(pid, status) {
+            if let Some(task) = self.pid_waiters.remove(&pid) {
+                let step = self.rt.resume(task, status.code());
+                self.handle_step(task, step);
+            }
+            return;
+        }
+        self.orphans += 1;
+    }
+
+    fn on_accept(&mut self) {
+        let now = now_ms();
+        let Some(c) = self.control.as_mut() else { return };
+        let ids = c.accept(now);
+        for id in ids {
+            let fd = self.control.as_ref().and_then(|c| c.clients.get(&id)).map(|cl| cl.fd().try_clone_to_owned());
+            if let Some(Ok(fd)) = fd {
+                let _ = epoll::add(
+                    &self.epoll,
+                    &fd,
+                    EventData::new_u64(T_CLIENT | id),
+                    EventFlags::IN | EventFlags::OUT | EventFlags::RDHUP | EventFlags::ET,
+                );
+                // The duplicate only served registration; the epoll entry
+                // follows the open file, which the client still holds.
+                drop(fd);
+            }
+            self.on_client(id, EventFlags::IN);
+        }
+    }
+
+    fn drop_client(&mut self, id: u64) {
+        if let Some(c) = self.control.as_mut() {
+            if let Some(cl) = c.remove(id) {
+                let _ = epoll::delete(&self.epoll, cl.fd());
+            }
+        }
+    }
+
+    fn on_client(&mut self, id: u64, flags: EventFlags) {
+        let Some(c) = self.control.as_mut() else { return };
+        if flags.contains(EventFlags::OUT) && !c.flush(id) {
+            self.drop_client(id);
+            return;
+        }
+        if !flags.intersects(EventFlags::IN | EventFlags::RDHUP | EventFlags::HUP) {
+            return;
+        }
+        match c.read(id) {
+            Incoming::Closed => self.drop_client(id),
+            Incoming::Nothing => {}
+            Incoming::Request(req) => {
+                let (reply, keep) = self.answer(id, &req);
+                if let Some(c) = self.control.as_mut() {
+                    c.send(id, &reply, !keep);
+                }
+            }
+        }
+    }
+
+    /// Answers one control request. Returns the reply and whether the
+    /// connection stays open (log following).
+    fn answer(&mut self, id: u64, req: &Value) -> (Value, bool) {
+        let cmd = req.get("cmd").and_then(Value::as_str).unwrap_or("");
+        let name = req.get("name").and_then(Value::as_str);
+        let ok = |extra: Value| {
+            let mut v = json!({"v": PROTOCOL_VERSION, "ok": true});
+            if let (Some(o), Value::Object(e)) = (v.as_object_mut(), extra) {
+                o.extend(e);
+            }
+            v
+        };
+        let err = |m: String| json!({"v": PROTOCOL_VERSION, "ok": false, "error": m});
+        let need_name = || name.ok_or_else(|| format!("'{cmd}' needs a service name"));
+        let now = now_ms();
+        match cmd {
+            "status" => (ok(self.status_json()), false),
+            "start" => match need_name().and_then(|n| self.sup.start(n).map(|m| (n, m))) {
+                Ok((n, m)) => {
+                    self.process();
+                    (ok(json!({"message": format!("{n}: {m}")})), false)
+                }
+                Err(e) => (err(e), false),
+            },
+            "stop" | "restart" => {
+                let r = need_name().and_then(|n| {
+                    if cmd == "stop" {
+                        self.sup.stop(n, now)
+                    } else {
+                        self.sup.restart(n, now)
+                    }
+                    .map(|a| (n, a))
+                });
+                match r {
+                    Ok((n, actions)) => {
+                        self.perform(actions);
+                        (ok(json!({"message": format!("{n}: {cmd} requested")})), false)
+                    }
+                    Err(e) => (err(e), false),
+                }
+            }
+            "logs" => {
+                let n = match need_name() {
+                    Ok(n) => n.to_string(),
+                    Err(e) => return (err(e), false),
+                };
+                if !self.sup.services.contains_key(&n) {
+                    return (err(format!("no such service \"{n}\"")), false);
+                }
+                let count = req.get("lines").and_then(Value::as_u64).unwrap_or(100) as usize;
+                let follow = req.get("follow").and_then(Value::as_bool).unwrap_or(false);
+                let lines = self.log_ids.get(&n).and_then(|i| self.logs.get(i)).map(|l| l.ring.tail(count)).unwrap_or_default();
+                if follow {
+                    if let Some(c) = self.control.as_mut() {
+                        if let Some(cl) = c.clients.get_mut(&id) {
+                            cl.follow = Some(n.clone());
+                        }
+                    }
+                }
+                (ok(json!({"service": n, "lines": lines})), follow)
+            }
+            "poweroff" | "reboot" | "halt" => {
+                let power = match cmd {
+                    "poweroff" => Power::Poweroff,
+                    "reboot" => Power::Reboot,
+                    _ => Power::Halt,
+                };
+                let code = req.get("code").and_then(Value::as_i64).map(|c| c as i32);
+                self.begin_shutdown(power, code);
+                (ok(json!({"message": format!("{} in progress", power.name())})), false)
+            }
+            "" => (err("request has no \"cmd\"".into()), false),
+            other => (err(format!("unknown command \"{other}\"")), false),
+        }
+    }
+
+    fn status_json(&self) -> Value {
+        let now = now_ms();
+        let services: Vec<Value> = self
+            .sup
+            .order()
+            .iter()
+            .filter_map(|n| self.sup.services.get(n))
+            .map(|s| {
+                let (since, detail) = match &s.state {
+                    State::Running { since, .. } => (Some(now.saturating_sub(*since)), None),
+                    State::Backoff { until } => (None, Some(format!("restart in {} ms", until.saturating_sub(now)))),
+                    State::Failed { reason } => (None, Some(reason.clone())),
+                    _ => (None, None),
+                };
+                json!({
+                    "name": s.spec.name,
+                    "state": s.state.name(),
+                    "pid": s.state.pid().filter(|p| *p != 0),
+                    "restarts": s.restarts,
+                    "manual_stop": s.manual_stop,
+                    "enabled": s.spec.enabled,
+                    "needs_restart": s.pending.is_some(),
+                    "uptime_ms": since,
+                    "detail": detail,
+                    "last_exit": s.last_exit.map(|e| e.to_string()),
+                    "last_exit_code": s.last_exit.map(|e| e.code()),
+                    "location": s.spec.location,
+                })
+            })
+            .collect();
+        json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "mode": self.opts.mode.name(),
+            "pid": rustix::process::getpid().as_raw_nonzero().get(),
+            "generation": self.generation,
+            "uptime_s": uptime(),
+            "ready": self.ready,
+            "shutting_down": self.shutdown.is_some(),
+            "config_dir": self.opts.config_dir.display().to_string(),
+            "services": services,
+            "errors": self.config_errors.iter().map(|e| e.message.clone()).collect::<Vec<_>>(),
+            "lua_errors": self.lua_errors.iter().cloned().collect::<Vec<_>>(),
+            "orphans_reaped": self.orphans,
+            "lua_memory": self.rt.used_memory(),
+            "console_dropped": self.console.borrow().dropped,
+        })
+    }
+
+    fn begin_shutdown(&mut self, power: Power, code: Option<i32>) {
+        if let Some(s) = self.shutdown.as_mut() {
+            if let Some(c) = code {
+                s.code = c;
+            }
+            return;
+        }
+        self.log(&format!("shutting down to {}", power.name()));
+        self.sup.begin_shutdown();
+        self.shutdown = Some(Shutdown {
+            power,
+            phase: Phase::Services,
+            code: code.unwrap_or(0),
+            started: now_ms(),
+        });
+    }
+
+    fn progress_shutdown(&mut self) {
+        // Each phase may complete at once (nothing left to wait for).
+        for _ in 0..4 {
+            let before = self.shutdown.as_ref().map(|s| s.phase);
+            self.shutdown_phase();
+            if self.shutdown.as_ref().map(|s| s.phase) == before {
+                break;
+            }
+        }
+    }
+
+    fn shutdown_phase(&mut self) {
+        let now = now_ms();
+        let Some(phase) = self.shutdown.as_ref().map(|s| s.phase) else { return };
+        let next = match phase {
+            Phase::Services if self.sup.all_down() => {
+                self.log("all services stopped; sending TERM to remaining processes");
+                self.reap();
+                shutdown::signal_all(self.opts.mode, Signal::TERM);
+                shutdown::signal_all(self.opts.mode, Signal::CONT);
+                Phase::Term { until: now + GRACE_MS }
+            }
+            Phase::Term { until } => {
+                self.reap();
+                if !self.any_children() {
+                    Phase::Done
+                } else if now >= until {
+                    self.log("sending KILL to remaining processes");
+                    shutdown::signal_all(self.opts.mode, Signal::KILL);
+                    Phase::Kill { until: now + GRACE_MS }
+                } else {
+                    phase
+                }
+            }
+            Phase::Kill { until } => {
+                self.reap();
+                if !self.any_children() || now >= until {
+                    Phase::Done
+                } else {
+                    phase
+                }
+            }
+            other => other,
+        };
+        if let Some(s) = self.shutdown.as_mut() {
+            s.phase = next;
+        }
+    }
+
+    fn any_children(&self) -> bool {
+        if self.opts.mode == Mode::User {
+            !shutdown::children().is_empty()
+        } else {
+            self.children_left
+        }
+    }
+
+    /// The last steps: flush logs, sync, unmount, reboot(2) or exit.
+    fn finish(&mut self) -> ! {
+        let ids: Vec<u32> = self.logs.keys().copied().collect();
+        for id in ids {
+            self.on_log(id);
+            if let Some(l) = self.logs.get_mut(&id) {
+                if let Some(last) = l.finish() {
+                    let name = l.service.clone();
+                    log_line(&self.console, &format!("{name}: {last}"));
+                }
+            }
+        }
+        let (power, code, started) = self.shutdown.as_ref().map_or((Power::Poweroff, 0, now_ms()), |s| (s.power, s.code, s.started));
+        if let Some(c) = &self.control {
+            let _ = std::fs::remove_file(&c.path);
+        }
+        rustix::fs::sync();
+        if self.opts.mode.exits() {
+            self.log(&format!(
+                "shutdown complete in {} ms; exiting with code {code}",
+                now_ms().saturating_sub(started)
+            ));
+            self.console.borrow_mut().drain(2000);
+            std::process::exit(code);
+        }
+        for line in shutdown::unmount_all() {
+            self.log(&line);
+        }
+        rustix::fs::sync();
+        self.log(&format!("shutdown complete in {} ms; {}", now_ms().saturating_sub(started), power.name()));
+        self.console.borrow_mut().drain(2000);
+        let why = shutdown::reboot(power);
+        self.log(&why);
+        self.console.borrow_mut().drain(2000);
+        // reboot(2) failed: PID 1 must not exit. Wait forever.
+        loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
+    }
+
+    /// A state the loop cannot go on from: a rescue shell, else power off.
+    fn fatal(&mut self, why: &str) -> ! {
+        self.log(&format!("fatal: {why}"));
+        self.console.borrow_mut().drain(1000);
+        if self.opts.mode == Mode::System {
+            crate::rescue(why);
+        }
+        rustix::fs::sync();
+        std::process::exit(70)
+    }
+}

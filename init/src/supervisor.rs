@@ -1,0 +1,724 @@
+//! The supervisor: a pure state machine over services.
+//!
+//! Owns: each service's current state and desired state (wanted or not), the
+//! restart policy with exponential backoff and a burst limit, dependency
+//! gating at start and reverse-dependency order at shutdown. It performs
+//! nothing: it returns [`Action`]s (spawn, signal) that the event loop
+//! carries out, and it is told of spawns and exits. Time is passed in as
+//! milliseconds of a monotonic clock, so every rule is unit-testable.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use moonlit_config::plan::{Plan, RestartPolicy, ServiceSpec};
+use moonlit_config::spawn::ExitStatus;
+
+/// Milliseconds on the monotonic clock.
+pub type Ms = u64;
+
+/// Where a service is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum State {
+    /// No process and none wanted yet (or stopped by hand / at shutdown).
+    Stopped,
+    /// Wanted, waiting for its dependencies.
+    Waiting,
+    /// Asked the loop to spawn it; no pid yet.
+    Starting,
+    Running { pid: u32, since: Ms },
+    /// Stop signal sent; SIGKILL at `deadline`.
+    Stopping { pid: u32, deadline: Ms, killed: bool, then_start: bool },
+    /// Waiting out a restart delay.
+    Backoff { until: Ms },
+    /// Ran and ended, not to be restarted (oneshot done, or policy says no).
+    Exited { status: ExitStatus },
+    /// Gave up: crash loop, spawn failure loop, or a required service failed.
+    Failed { reason: String },
+}
+
+impl State {
+    pub fn pid(&self) -> Option<u32> {
+        match self {
+            State::Running { pid, .. } | State::Stopping { pid, .. } => Some(*pid),
+            _ => None,
+        }
+    }
+    pub fn name(&self) -> &'static str {
+        match self {
+            State::Stopped => "stopped",
+            State::Waiting => "waiting",
+            State::Starting => "starting",
+            State::Running { .. } => "running",
+            State::Stopping { .. } => "stopping",
+            State::Backoff { .. } => "backoff",
+            State::Exited { .. } => "exited",
+            State::Failed { .. } => "failed",
+        }
+    }
+}
+
+/// What the loop must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Spawn(String),
+    /// Signal the service's process group (it leads its own session).
+    Signal { service: String, pid: u32, sig: i32 },
+    Log(String),
+}
+
+/// One supervised service.
+#[derive(Debug, Clone)]
+pub struct Service {
+    pub spec: ServiceSpec,
+    /// A spec to use from the next start on (`on_change = "defer"`).
+    pub pending: Option<ServiceSpec>,
+    pub state: State,
+    /// Stopped by hand: never restarted until started by hand.
+    pub manual_stop: bool,
+    /// Restarts done by the supervisor since boot.
+    pub restarts: u32,
+    /// Consecutive failed runs, for the backoff.
+    pub consecutive: u32,
+    /// When recent restarts happened, for the burst limit.
+    recent: VecDeque<Ms>,
+    pub last_exit: Option<ExitStatus>,
+    pub last_delay: Option<Ms>,
+}
+
+impl Service {
+    fn new(spec: ServiceSpec) -> Service {
+        Service {
+            spec,
+            pending: None,
+            state: State::Stopped,
+            manual_stop: false,
+            restarts: 0,
+            consecutive: 0,
+            recent: VecDeque::new(),
+            last_exit: None,
+            last_delay: None,
+        }
+    }
+    fn wanted(&self, shutting_down: bool) -> bool {
+        self.spec.enabled && !self.manual_stop && !shutting_down
+    }
+    /// Up for dependents: running (long-running) or finished well (oneshot).
+    fn up(&self) -> bool {
+        match &self.state {
+            State::Running { .. } => !self.spec.oneshot,
+            State::Exited { status } => self.spec.oneshot && status.success(),
+            _ => false,
+        }
+    }
+    /// Done starting, whichever way: `after` ordering only waits for this.
+    fn settled(&self) -> bool {
+        match &self.state {
+            State::Running { .. } => !self.spec.oneshot,
+            State::Exited { .. } | State::Failed { .. } => true,
+            State::Stopped | State::Waiting => !self.spec.enabled || self.manual_stop,
+            _ => false,
+        }
+    }
+}
+
+/// The restart delay after `n` consecutive failed runs: the first restart is
+/// immediate, then `initial` doubling up to `max`.
+pub fn backoff_delay(spec: &ServiceSpec, n: u32) -> Ms {
+    if n <= 1 {
+        return 0;
+    }
+    let initial = spec.backoff.initial.as_millis() as u64;
+    let max = spec.backoff.max.as_millis() as u64;
+    let shift = (n - 2).min(40);
+    initial.saturating_mul(1u64 << shift).min(max)
+}
+
+/// All services.
+#[derive(Debug, Default)]
+pub struct Supervisor {
+    pub services: BTreeMap<String, Service>,
+    order: Vec<String>,
+    pub shutting_down: bool,
+    /// Set when a `main` service ended for good: the system should stop with this code.
+    pub main_exit: Option<i32>,
+    /// While true (boot script running), nothing is started.
+    pub hold: bool,
+}
+
+impl Supervisor {
+    pub fn new(plan: &Plan) -> Supervisor {
+        let mut s = Supervisor::default();
+        for (n, spec) in &plan.services {
+            s.services.insert(n.clone(), Service::new(spec.clone()));
+        }
+        s.order = plan.start_order();
+        s
+    }
+
+    /// Service names in dependency order.
+    pub fn order(&self) -> &[String] {
+        &self.order
+    }
+
+    pub fn by_pid(&self, pid: u32) -> Option<&str> {
+        self.services.iter().find(|(_, s)| s.state.pid() == Some(pid)).map(|(n, _)| n.as_str())
+    }
+
+    /// The earliest moment `tick` has something to do.
+    pub fn next_deadline(&self) -> Option<Ms> {
+        self.services
+            .values()
+            .filter_map(|s| match s.state {
+                State::Backoff { until } => Some(until),
+                State::Stopping { deadline, .. } => Some(deadline),
+                _ => None,
+            })
+            .min()
+    }
+
+    /// Advances every service as far as it can go now.
+    pub fn step(&mut self, now: Ms) -> Vec<Action> {
+        let mut actions = Vec::new();
+        // Deadlines.
+        for (name, s) in self.services.iter_mut() {
+            match s.state.clone() {
+                State::Backoff { until } if until <= now => s.state = State::Stopped,
+                State::Stopping { pid, deadline, killed, then_start } if deadline <= now && !killed => {
+                    actions.push(Action::Log(format!(
+                        "{name}: still running {} ms after its stop signal, sending KILL",
+                        s.spec.stop_timeout.as_millis()
+                    )));
+                    actions.push(Action::Signal { service: name.clone(), pid, sig: 9 });
+                    s.state = State::Stopping { pid, deadline: now + 5000, killed: true, then_start };
+                }
+                _ => {}
+            }
+        }
+        if self.shutting_down {
+            self.step_shutdown(now, &mut actions);
+            return actions;
+        }
+        if self.hold {
+            return actions;
+        }
+        // Starts, in dependency order, so one pass settles a chain of oneshots
+        // only as far as their exits allow.
+        for name in self.order.clone() {
+            let Some(s) = self.services.get(&name) else { continue };
+            if !matches!(s.state, State::Stopped | State::Waiting) || !s.wanted(false) {
+                continue;
+            }
+            let mut blocked = None;
+            let mut failed_dep = None;
+            for d in &s.spec.requires {
+                match self.services.get(d) {
+                    Some(dep) if dep.up() => {}
+                    Some(dep) if matches!(dep.state, State::Failed { .. }) || (matches!(dep.state, State::Exited { .. }) && !dep.up()) => {
+                        failed_dep = Some(d.clone())
+                    }
+                    _ => blocked = Some(d.clone()),
+                }
+            }
+            for d in &s.spec.after {
+                if !self.services.get(d).map(Service::settled).unwrap_or(true) {
+                    blocked = Some(d.clone());
+                }
+            }
+            let s = self.services.get_mut(&name).expect("listed");
+            if let Some(d) = failed_dep {
+                let reason = format!("required service \"{d}\" failed");
+                actions.push(Action::Log(format!("{name}: not started: {reason}")));
+                s.state = State::Failed { reason };
+            } else if blocked.is_some() {
+                s.state = State::Waiting;
+            } else {
+                if let Some(p) = s.pending.take() {
+                    s.spec = p;
+                }
+                s.state = State::Starting;
+                actions.push(Action::Spawn(name.clone()));
+            }
+        }
+        actions
+    }
+
+    fn step_shutdown(&mut self, now: Ms, actions: &mut Vec<Action>) {
+        // A service stops only when nothing still running depends on it.
+        let names: Vec<String> = self.order.iter().rev().cloned().collect();
+        for name in names {
+            let pid = match self.services.get(&name).map(|s| s.state.clone()) {
+                Some(State::Running { pid, .. }) => pid,
+                Some(State::Waiting | State::Backoff { .. }) => {
+                    if let Some(s) = self.services.get_mut(&name) {
+                        s.state = State::Stopped;
+                    }
+                    continue;
+                }
+                _ => continue,
+            };
+            let has_live_dependent = self.services.values().any(|o| {
+                o.spec.deps().any(|d| d == &name) && matches!(o.state, State::Running { .. } | State::Stopping { .. } | State::Starting)
+            });
+            if has_live_dependent {
+                continue;
+            }
+            let s = self.services.get_mut(&name).expect("listed");
+            actions.push(Action::Signal { service: name.clone(), pid, sig: s.spec.stop_signal });
+            s.state = State::Stopping {
+                pid,
+                deadline: now + s.spec.stop_timeout.as_millis() as u64,
+                killed: false,
+                then_start: false,
+            };
+        }
+    }
+
+    /// Every service process has ended.
+    pub fn all_down(&self) -> bool {
+        self.services.values().all(|s| s.state.pid().is_none() && s.state != State::Starting)
+    }
+
+    /// The loop spawned `name` (or failed to).
+    pub fn spawned(&mut self, name: &str, result: Result<u32, String>, now: Ms) -> Vec<Action> {
+        let mut actions = Vec::new();
+        let Some(s) = self.services.get_mut(name) else { return actions };
+        match result {
+            Ok(pid) => s.state = State::Running { pid, since: now },
+            Err(e) => {
+                actions.push(Action::Log(format!("{name}: cannot start: {e}")));
+                s.state = State::Running { pid: 0, since: now };
+                actions.extend(self.ended(name, ExitStatus::Exited(127), now));
+            }
+        }
+        actions
+    }
+
+    /// A pid was reaped. Returns `None` if it belongs to no service.
+    pub fn exited(&mut self, pid: u32, status: ExitStatus, now: Ms) -> Option<Vec<Action>> {
+        let name = self.by_pid(pid)?.to_string();
+        Some(self.ended(&name, status, now))
+    }
+
+    fn ended(&mut self, name: &str, status: ExitStatus, now: Ms) -> Vec<Action> {
+        let mut actions = Vec::new();
+        let shutting_down = self.shutting_down;
+        let Some(s) = self.services.get_mut(name) else { return actions };
+        s.last_exit = Some(status);
+        let state = s.state.clone();
+        match state {
+            State::Stopping { then_start, .. } => {
+                actions.push(Action::Log(format!("{name}: stopped ({status})")));
+                s.state = State::Stopped;
+                if then_start && !shutting_down {
+                    s.manual_stop = false;
+                }
+            }
+            State::Running { since, .. } => {
+                let ran = now.saturating_sub(since);
+                let again = !shutting_down
+                    && s.wanted(false)
+                    && match s.spec.restart {
+                        RestartPolicy::Always => !(s.spec.oneshot && status.success()),
+                        RestartPolicy::OnFailure => !status.success(),
+                        RestartPolicy::Never => false,
+                    };
+                if !again {
+                    actions.push(Action::Log(format!("{name}: {status}")));
+                    s.state = if shutting_down { State::Stopped } else { State::Exited { status } };
+                    if s.spec.main && !shutting_down {
+                        self.main_exit = Some(status.code());
+                    }
+                    return actions;
+                }
+                if ran >= s.spec.backoff.reset_after.as_millis() as u64 {
+                    s.consecutive = 0;
+                }
+                s.consecutive += 1;
+                let window = s.spec.burst.interval.as_millis() as u64;
+                while s.recent.front().is_some_and(|t| now.saturating_sub(*t) > window) {
+                    s.recent.pop_front();
+                }
+                if s.recent.len() as u32 >= s.spec.burst.count {
+                    let reason = format!(
+                        "restarted {} times within {} s, giving up ({status})",
+                        s.recent.len(),
+                        s.spec.burst.interval.as_secs_f64()
+                    );
+                    actions.push(Action::Log(format!("{name}: failed: {reason}")));
+                    s.state = State::Failed { reason };
+                    if s.spec.main {
+                        self.main_exit = Some(status.code());
+                    }
+                    return actions;
+                }
+                s.recent.push_back(now);
+                s.restarts += 1;
+                let delay = backoff_delay(&s.spec, s.consecutive);
+                s.last_delay = Some(delay);
+                actions.push(Action::Log(format!(
+                    "{name}: {status}, restart #{} in {:.3} s",
+                    s.restarts,
+                    delay as f64 / 1000.0
+                )));
+                s.state = if delay == 0 { State::Stopped } else { State::Backoff { until: now + delay } };
+            }
+            _ => {}
+        }
+        actions
+    }
+
+    /// `ctl start`: clears a manual stop or a failure and starts it (and what it requires).
+    pub fn start(&mut self, name: &str) -> Result<&'static str, String> {
+        if self.shutting_down {
+            return Err("the system is shutting down".into());
+        }
+        let mut todo = vec![name.to_string()];
+        let mut first = true;
+        let mut outcome = "starting";
+        while let Some(n) = todo.pop() {
+            let s = self.services.get_mut(&n).ok_or_else(|| format!("no such service \"{n}\""))?;
+            s.manual_stop = false;
+            if first {
+                s.spec.enabled = true;
+            }
+            match s.state {
+                State::Running { .. } | State::Starting => {
+                    if first {
+                        outcome = "already running";
+                    }
+                }
+                State::Stopping { pid, deadline, killed, .. } => {
+                    s.state = State::Stopping { pid, deadline, killed, then_start: true };
+                }
+                State::Exited { .. } | State::Failed { .. } | State::Backoff { .. } => {
+                    s.state = State::Stopped;
+                    s.consecutive = 0;
+                    s.recent.clear();
+                }
+                State::Stopped | State::Waiting => {}
+            }
+            todo.extend(s.spec.requires.iter().cloned());
+            first = false;
+        }
+        Ok(outcome)
+    }
+
+    /// `ctl stop`: stops it and keeps it stopped; what requires it stops too.
+    pub fn stop(&mut self, name: &str, now: Ms) -> Result<Vec<Action>, String> {
+        if !self.services.contains_key(name) {
+            return Err(format!("no such service \"{name}\""));
+        }
+        let mut actions = Vec::new();
+        let dependents: Vec<String> = self
+            .services
+            .iter()
+            .filter(|(_, s)| s.spec.requires.iter().any(|d| d == name))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for d in dependents {
+            if self.services[&d].state.pid().is_some() {
+                actions.extend(self.stop_one(&d, now, false));
+                actions.push(Action::Log(format!("{d}: stopping because it requires \"{name}\"")));
+            }
+        }
+        actions.extend(self.stop_one(name, now, true));
+        Ok(actions)
+    }
+
+    fn stop_one(&mut self, name: &str, now: Ms, manual: bool) -> Vec<Action> {
+        let mut actions = Vec::new();
+        let Some(s) = self.services.get_mut(name) else { return actions };
+        if manual {
+            s.manual_stop = true;
+        }
+        match s.state {
+            State::Running { pid, .. } if pid != 0 => {
+                actions.push(Action::Signal { service: name.into(), pid, sig: s.spec.stop_signal });
+                s.state = State::Stopping {
+                    pid,
+                    deadline: now + s.spec.stop_timeout.as_millis() as u64,
+                    killed: false,
+                    then_start: false,
+                };
+            }
+            State::Stopping { pid, deadline, killed, .. } => {
+                s.state = State::Stopping { pid, deadline, killed, then_start: false };
+            }
+            State::Backoff { .. } | State::Waiting | State::Failed { .. } | State::Exited { .. } => s.state = State::Stopped,
+            _ => {}
+        }
+        actions
+    }
+
+    /// `ctl restart`: stop (if running) then start.
+    pub fn restart(&mut self, name: &str, now: Ms) -> Result<Vec<Action>, String> {
+        let s = self.services.get_mut(name).ok_or_else(|| format!("no such service \"{name}\""))?;
+        s.manual_stop = false;
+        s.spec.enabled = true;
+        match s.state {
+            State::Running { pid, .. } if pid != 0 => {
+                let sig = s.spec.stop_signal;
+                s.state = State::Stopping {
+                    pid,
+                    deadline: now + s.spec.stop_timeout.as_millis() as u64,
+                    killed: false,
+                    then_start: true,
+                };
+                Ok(vec![Action::Signal { service: name.into(), pid, sig }])
+            }
+            _ => {
+                self.start(name)?;
+                Ok(Vec::new())
+            }
+        }
+    }
+
+    pub fn begin_shutdown(&mut self) {
+        self.shutting_down = true;
+    }
+
+    /// Every service has been through its start attempt (boot is finished).
+    pub fn settled(&self) -> bool {
+        !self.hold
+            && self.services.values().all(|s| {
+                matches!(
+                    s.state,
+                    State::Running { .. } | State::Exited { .. } | State::Failed { .. } | State::Backoff { .. }
+                ) || (!s.wanted(self.shutting_down) && matches!(s.state, State::Stopped))
+                    || (s.spec.oneshot && matches!(s.state, State::Running { .. }))
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use moonlit_config::plan::{Backoff, Burst, OnChange};
+    use std::time::Duration;
+
+    fn spec(name: &str) -> ServiceSpec {
+        ServiceSpec {
+            name: name.into(),
+            location: format!("services/{name}.lua:1"),
+            description: None,
+            exec: vec!["/bin/true".into()],
+            env: Default::default(),
+            cwd: None,
+            user: None,
+            group: None,
+            umask: None,
+            restart: RestartPolicy::Always,
+            stop_signal: 15,
+            stop_timeout: Duration::from_secs(2),
+            reload_signal: 1,
+            after: vec![],
+            requires: vec![],
+            oneshot: false,
+            main: false,
+            enabled: true,
+            on_change: OnChange::Restart,
+            backoff: Backoff {
+                initial: Duration::from_millis(100),
+                max: Duration::from_millis(1000),
+                reset_after: Duration::from_secs(10),
+            },
+            burst: Burst { count: 5, interval: Duration::from_secs(10) },
+            log_file: None,
+            log_buffer: 1024,
+            console: true,
+        }
+    }
+
+    fn sup(specs: Vec<ServiceSpec>) -> Supervisor {
+        let mut plan = Plan::default();
+        for s in specs {
+            plan.services.insert(s.name.clone(), s);
+        }
+        Supervisor::new(&plan)
+    }
+
+    fn spawns(a: &[Action]) -> Vec<String> {
+        a.iter().filter_map(|a| if let Action::Spawn(n) = a { Some(n.clone()) } else { None }).collect()
+    }
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        let s = spec("a");
+        let d: Vec<Ms> = (1..=7).map(|n| backoff_delay(&s, n)).collect();
+        assert_eq!(d, vec![0, 100, 200, 400, 800, 1000, 1000]);
+    }
+
+    #[test]
+    fn starts_in_dependency_order() {
+        let mut db = spec("db");
+        db.oneshot = false;
+        let mut web = spec("web");
+        web.requires = vec!["db".into()];
+        let mut s = sup(vec![web, db]);
+        let a = s.step(0);
+        assert_eq!(spawns(&a), vec!["db"]);
+        assert_eq!(s.services["web"].state, State::Waiting);
+        s.spawned("db", Ok(10), 0);
+        let a = s.step(1);
+        assert_eq!(spawns(&a), vec!["web"]);
+    }
+
+    #[test]
+    fn oneshot_gates_dependents_until_success() {
+        let mut setup = spec("setup");
+        setup.oneshot = true;
+        setup.restart = RestartPolicy::Never;
+        let mut app = spec("app");
+        app.requires = vec!["setup".into()];
+        let mut s = sup(vec![setup, app]);
+        assert_eq!(spawns(&s.step(0)), vec!["setup"]);
+        s.spawned("setup", Ok(5), 0);
+        assert!(spawns(&s.step(1)).is_empty(), "app must wait while setup runs");
+        s.exited(5, ExitStatus::Exited(0), 2).expect("service pid");
+        assert_eq!(spawns(&s.step(3)), vec!["app"]);
+    }
+
+    #[test]
+    fn failed_requirement_fails_dependent() {
+        let mut setup = spec("setup");
+        setup.oneshot = true;
+        setup.restart = RestartPolicy::Never;
+        let mut app = spec("app");
+        app.requires = vec!["setup".into()];
+        let mut s = sup(vec![setup, app]);
+        s.step(0);
+        s.spawned("setup", Ok(5), 0);
+        s.exited(5, ExitStatus::Exited(1), 2);
+        s.step(3);
+        assert!(matches!(s.services["app"].state, State::Failed { .. }));
+    }
+
+    #[test]
+    fn crash_loop_backs_off_then_fails() {
+        let mut s = sup(vec![spec("crash")]);
+        let mut now = 0;
+        let mut delays = Vec::new();
+        let mut pid = 100;
+        loop {
+            let a = s.step(now);
+            if spawns(&a) == vec!["crash"] {
+                s.spawned("crash", Ok(pid), now);
+                now += 10;
+                s.exited(pid, ExitStatus::Exited(1), now);
+                pid += 1;
+                match s.services["crash"].state {
+                    State::Backoff { until } => {
+                        delays.push(until - now);
+                        now = until;
+                    }
+                    State::Stopped => delays.push(0),
+                    State::Failed { .. } => break,
+                    ref other => panic!("unexpected {other:?}"),
+                }
+            } else {
+                panic!("expected a spawn at {now}: {a:?}");
+            }
+        }
+        assert_eq!(delays, vec![0, 100, 200, 400, 800]);
+        assert_eq!(s.services["crash"].restarts, 5);
+        // Failed stays failed.
+        assert!(spawns(&s.step(now + 100_000)).is_empty());
+    }
+
+    #[test]
+    fn stable_run_resets_backoff() {
+        let mut s = sup(vec![spec("a")]);
+        s.step(0);
+        s.spawned("a", Ok(1), 0);
+        s.exited(1, ExitStatus::Exited(1), 10);
+        s.step(10);
+        s.spawned("a", Ok(2), 10);
+        s.exited(2, ExitStatus::Exited(1), 20);
+        assert_eq!(s.services["a"].state, State::Backoff { until: 120 });
+        s.step(120);
+        s.spawned("a", Ok(3), 120);
+        // Runs longer than reset_after: the next failure restarts at once.
+        s.exited(3, ExitStatus::Exited(1), 20_000);
+        assert_eq!(s.services["a"].state, State::Stopped);
+    }
+
+    #[test]
+    fn manual_stop_is_never_restarted() {
+        let mut s = sup(vec![spec("a")]);
+        s.step(0);
+        s.spawned("a", Ok(7), 0);
+        let a = s.stop("a", 5).expect("known");
+        assert_eq!(a, vec![Action::Signal { service: "a".into(), pid: 7, sig: 15 }]);
+        s.exited(7, ExitStatus::Signaled(15), 6);
+        assert_eq!(s.services["a"].state, State::Stopped);
+        assert!(spawns(&s.step(100_000)).is_empty());
+        s.start("a").expect("known");
+        assert_eq!(spawns(&s.step(100_001)), vec!["a"]);
+    }
+
+    #[test]
+    fn stop_timeout_escalates_to_kill() {
+        let mut s = sup(vec![spec("a")]);
+        s.step(0);
+        s.spawned("a", Ok(7), 0);
+        s.stop("a", 0).expect("known");
+        assert!(s.step(1999).iter().all(|a| !matches!(a, Action::Signal { sig: 9, .. })));
+        assert!(s.step(2000).contains(&Action::Signal { service: "a".into(), pid: 7, sig: 9 }));
+    }
+
+    #[test]
+    fn policy_on_failure_and_never() {
+        let mut a = spec("a");
+        a.restart = RestartPolicy::OnFailure;
+        let mut b = spec("b");
+        b.restart = RestartPolicy::Never;
+        let mut s = sup(vec![a, b]);
+        s.step(0);
+        s.spawned("a", Ok(1), 0);
+        s.spawned("b", Ok(2), 0);
+        s.exited(1, ExitStatus::Exited(0), 5);
+        s.exited(2, ExitStatus::Exited(3), 5);
+        assert!(matches!(s.services["a"].state, State::Exited { .. }));
+        assert!(matches!(s.services["b"].state, State::Exited { .. }));
+    }
+
+    #[test]
+    fn shutdown_goes_in_reverse_dependency_order() {
+        let db = spec("db");
+        let mut web = spec("web");
+        web.after = vec!["db".into()];
+        let mut s = sup(vec![db, web]);
+        s.step(0);
+        s.spawned("db", Ok(1), 0);
+        s.step(1);
+        s.spawned("web", Ok(2), 1);
+        s.begin_shutdown();
+        let a = s.step(10);
+        assert_eq!(a, vec![Action::Signal { service: "web".into(), pid: 2, sig: 15 }]);
+        s.exited(2, ExitStatus::Signaled(15), 11);
+        let a = s.step(12);
+        assert_eq!(a, vec![Action::Signal { service: "db".into(), pid: 1, sig: 15 }]);
+        s.exited(1, ExitStatus::Signaled(15), 13);
+        assert!(s.all_down());
+    }
+
+    #[test]
+    fn main_service_exit_is_reported() {
+        let mut m = spec("app");
+        m.main = true;
+        m.restart = RestartPolicy::Never;
+        let mut s = sup(vec![m]);
+        s.step(0);
+        s.spawned("app", Ok(3), 0);
+        s.exited(3, ExitStatus::Exited(42), 5);
+        assert_eq!(s.main_exit, Some(42));
+    }
+
+    #[test]
+    fn spawn_failure_counts_as_a_failed_run() {
+        let mut s = sup(vec![spec("a")]);
+        s.step(0);
+        let a = s.spawned("a", Err("no such file".into()), 0);
+        assert!(a.iter().any(|a| matches!(a, Action::Log(m) if m.contains("cannot start"))));
+        assert_eq!(s.services["a"].restarts, 1);
+    }
+}

@@ -36,7 +36,11 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    pub fn new(kind: ErrorKind, module: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    pub fn new(
+        kind: ErrorKind,
+        module: impl Into<String>,
+        message: impl Into<String>,
+    ) -> ConfigError {
         ConfigError {
             kind,
             module: module.into(),
@@ -45,6 +49,10 @@ impl ConfigError {
     }
 
     pub(crate) fn internal(e: &mlua::Error) -> ConfigError {
-        ConfigError::new(ErrorKind::Internal, "", format!("internal Lua error: {}", crate::runtime::error_summary(e)))
+        ConfigError::new(
+            ErrorKind::Internal,
+            "",
+            format!("internal Lua error: {}", crate::runtime::error_summary(e)),
+        )
     }
 }

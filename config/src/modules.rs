@@ -50,7 +50,11 @@ pub fn discover(dir: &Path) -> (Vec<ModuleFile>, Vec<ConfigError>) {
         Err(e) => {
             return (
                 Vec::new(),
-                vec![ConfigError::new(ErrorKind::Io, "services", format!("{}: {e}", services.display()))],
+                vec![ConfigError::new(
+                    ErrorKind::Io,
+                    "services",
+                    format!("{}: {e}", services.display()),
+                )],
             )
         }
     }
@@ -69,7 +73,11 @@ pub fn discover(dir: &Path) -> (Vec<ModuleFile>, Vec<ConfigError>) {
                 path,
                 source,
             }),
-            Err(e) => errors.push(ConfigError::new(ErrorKind::Io, &name, format!("{name}: cannot read: {e}"))),
+            Err(e) => errors.push(ConfigError::new(
+                ErrorKind::Io,
+                &name,
+                format!("{name}: cannot read: {e}"),
+            )),
         }
     }
     (files, errors)

@@ -150,7 +150,10 @@ impl Reader<'_> {
 
     fn string(&self, key: &str, v: Value) -> Result<String, ConfigError> {
         match v {
-            Value::String(s) => s.to_str().map(|s| s.to_string()).map_err(|_| self.err(format!("{key} must be valid UTF-8"))),
+            Value::String(s) => s
+                .to_str()
+                .map(|s| s.to_string())
+                .map_err(|_| self.err(format!("{key} must be valid UTF-8"))),
             other => Err(self.err(format!("{key} must be a string, got {}", other.type_name()))),
         }
     }
@@ -158,7 +161,10 @@ impl Reader<'_> {
     fn boolean(&self, key: &str, v: Value) -> Result<bool, ConfigError> {
         match v {
             Value::Boolean(b) => Ok(b),
-            other => Err(self.err(format!("{key} must be true or false, got {}", other.type_name()))),
+            other => Err(self.err(format!(
+                "{key} must be true or false, got {}",
+                other.type_name()
+            ))),
         }
     }
 
@@ -166,7 +172,12 @@ impl Reader<'_> {
         let n = match v {
             Value::Integer(i) => i as f64,
             Value::Number(n) => n,
-            other => return Err(self.err(format!("{key} must be a number of seconds, got {}", other.type_name()))),
+            other => {
+                return Err(self.err(format!(
+                    "{key} must be a number of seconds, got {}",
+                    other.type_name()
+                )))
+            }
         };
         if !(0.0..=1e9).contains(&n) {
             return Err(self.err(format!("{key} must be between 0 and 1e9 seconds, got {n}")));
@@ -178,7 +189,12 @@ impl Reader<'_> {
         let s = match v {
             Value::Integer(i) => i.to_string(),
             Value::String(s) => s.to_string_lossy(),
-            other => return Err(self.err(format!("{key} must be a signal name like \"TERM\", got {}", other.type_name()))),
+            other => {
+                return Err(self.err(format!(
+                    "{key} must be a signal name like \"TERM\", got {}",
+                    other.type_name()
+                )))
+            }
         };
         parse_signal(&s).ok_or_else(|| self.err(format!("{key}: unknown signal '{s}'")))
     }
@@ -203,7 +219,10 @@ impl Reader<'_> {
                 }
                 Ok(out)
             }
-            other => Err(self.err(format!("{key} must be a list of strings, got {}", other.type_name()))),
+            other => Err(self.err(format!(
+                "{key} must be a list of strings, got {}",
+                other.type_name()
+            ))),
         }
     }
 
@@ -221,10 +240,18 @@ impl Reader<'_> {
             let (k, val) = pair.map_err(|e| self.err(format!("{key}: {e}")))?;
             let k = match k {
                 Value::String(s) => s.to_string_lossy(),
-                other => return Err(self.err(format!("{key}: unexpected key of type {}", other.type_name()))),
+                other => {
+                    return Err(self.err(format!(
+                        "{key}: unexpected key of type {}",
+                        other.type_name()
+                    )))
+                }
             };
             if !allowed.contains(&k.as_str()) {
-                return Err(self.err(format!("{key}: unknown key '{k}' (expected one of: {})", allowed.join(", "))));
+                return Err(self.err(format!(
+                    "{key}: unknown key '{k}' (expected one of: {})",
+                    allowed.join(", ")
+                )));
             }
             f(&k, val)?;
         }
@@ -240,7 +267,11 @@ fn suggest(key: &str, known: &[&str]) -> Option<String> {
         for (i, ca) in a.chars().enumerate() {
             let mut cur = vec![i + 1];
             for (j, cb) in b.iter().enumerate() {
-                cur.push((prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1));
+                cur.push(
+                    (prev[j] + usize::from(ca != *cb))
+                        .min(prev[j + 1] + 1)
+                        .min(cur[j] + 1),
+                );
             }
             prev = cur;
         }
@@ -255,8 +286,17 @@ fn suggest(key: &str, known: &[&str]) -> Option<String> {
 }
 
 /// Validates one `service "name" {...}` declaration.
-pub fn parse_service(name: &str, body: &Table, location: &str, module: &str) -> Result<ServiceSpec, ConfigError> {
-    let r = Reader { name, location, module };
+pub fn parse_service(
+    name: &str,
+    body: &Table,
+    location: &str,
+    module: &str,
+) -> Result<ServiceSpec, ConfigError> {
+    let r = Reader {
+        name,
+        location,
+        module,
+    };
     let mut spec = ServiceSpec {
         name: name.to_string(),
         location: location.to_string(),
@@ -290,7 +330,12 @@ pub fn parse_service(name: &str, body: &Table, location: &str, module: &str) -> 
         log_buffer: 64 * 1024,
         console: true,
     };
-    if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c)) {
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
+    {
         return Err(r.err("names use letters, digits and - _ . @ (at most 64 characters)"));
     }
     let mut restart_given = false;
@@ -309,7 +354,9 @@ pub fn parse_service(name: &str, body: &Table, location: &str, module: &str) -> 
                     return Err(r.err("exec must not be empty"));
                 }
             }
-            "env" => r.subtable(&key, v, &[], |_, _| Ok(())).or_else(|_| Ok::<_, ConfigError>(()))?,
+            "env" => r
+                .subtable(&key, v, &[], |_, _| Ok(()))
+                .or_else(|_| Ok::<_, ConfigError>(()))?,
             "cwd" => spec.cwd = Some(r.string(&key, v)?),
             "user" => spec.user = Some(r.string(&key, v)?),
             "group" => spec.group = Some(r.string(&key, v)?),
@@ -319,8 +366,18 @@ pub fn parse_service(name: &str, body: &Table, location: &str, module: &str) -> 
                     Value::String(s) => u32::from_str_radix(&s.to_string_lossy(), 8)
                         .ok()
                         .filter(|m| *m <= 0o777)
-                        .ok_or_else(|| r.err(format!("umask must be an octal string like \"022\", got {:?}", s.to_string_lossy())))?,
-                    other => return Err(r.err(format!("umask must be an octal string, got {}", other.type_name()))),
+                        .ok_or_else(|| {
+                            r.err(format!(
+                                "umask must be an octal string like \"022\", got {:?}",
+                                s.to_string_lossy()
+                            ))
+                        })?,
+                    other => {
+                        return Err(r.err(format!(
+                            "umask must be an octal string, got {}",
+                            other.type_name()
+                        )))
+                    }
                 })
             }
             "restart" => {
@@ -329,7 +386,9 @@ pub fn parse_service(name: &str, body: &Table, location: &str, module: &str) -> 
                     "always" => RestartPolicy::Always,
                     "on-failure" => RestartPolicy::OnFailure,
                     "never" => RestartPolicy::Never,
-                    other => return Err(r.err(format!("restart must be \"always\", \"on-failure\" or \"never\", got \"{other}\""))),
+                    other => return Err(r.err(format!(
+                        "restart must be \"always\", \"on-failure\" or \"never\", got \"{other}\""
+                    ))),
                 }
             }
             "stop_signal" => spec.stop_signal = r.signal(&key, v)?,
@@ -345,7 +404,9 @@ pub fn parse_service(name: &str, body: &Table, location: &str, module: &str) -> 
                     "restart" => OnChange::Restart,
                     "reload" => OnChange::Reload,
                     "defer" => OnChange::Defer,
-                    other => return Err(r.err(format!("on_change must be \"restart\", \"reload\" or \"defer\", got \"{other}\""))),
+                    other => return Err(r.err(format!(
+                        "on_change must be \"restart\", \"reload\" or \"defer\", got \"{other}\""
+                    ))),
                 }
             }
             "backoff" => {
@@ -367,7 +428,11 @@ pub fn parse_service(name: &str, body: &Table, location: &str, module: &str) -> 
                     if k == "count" {
                         b.count = match v {
                             Value::Integer(i) if (1..=1_000_000).contains(&i) => i as u32,
-                            other => return Err(r.err(format!("burst.count must be a whole number >= 1, got {other:?}"))),
+                            other => {
+                                return Err(r.err(format!(
+                                    "burst.count must be a whole number >= 1, got {other:?}"
+                                )))
+                            }
                         };
                     } else {
                         b.interval = r.seconds("burst.interval", v)?;
@@ -381,11 +446,17 @@ pub fn parse_service(name: &str, body: &Table, location: &str, module: &str) -> 
             "log_buffer" => {
                 spec.log_buffer = match v {
                     Value::Integer(i) if (0..=(64 << 20)).contains(&i) => i as usize,
-                    other => return Err(r.err(format!("log_buffer must be a byte count from 0 to 64 MiB, got {other:?}"))),
+                    other => {
+                        return Err(r.err(format!(
+                            "log_buffer must be a byte count from 0 to 64 MiB, got {other:?}"
+                        )))
+                    }
                 }
             }
             other => {
-                let hint = suggest(other, SERVICE_KEYS).map(|s| format!(" (did you mean '{s}'?)")).unwrap_or_default();
+                let hint = suggest(other, SERVICE_KEYS)
+                    .map(|s| format!(" (did you mean '{s}'?)"))
+                    .unwrap_or_default();
                 return Err(r.err(format!("unknown key '{other}'{hint}")));
             }
         }
@@ -396,7 +467,12 @@ pub fn parse_service(name: &str, body: &Table, location: &str, module: &str) -> 
             let (k, v) = pair.map_err(|e| r.err(e))?;
             let k = match k {
                 Value::String(s) => s.to_string_lossy(),
-                other => return Err(r.err(format!("env: names must be strings, got {}", other.type_name()))),
+                other => {
+                    return Err(r.err(format!(
+                        "env: names must be strings, got {}",
+                        other.type_name()
+                    )))
+                }
             };
             if k.is_empty() || k.contains('=') || k.contains('\0') {
                 return Err(r.err(format!("env: bad variable name '{k}'")));
@@ -406,7 +482,12 @@ pub fn parse_service(name: &str, body: &Table, location: &str, module: &str) -> 
                 Value::Integer(i) => i.to_string(),
                 Value::Number(n) => n.to_string(),
                 Value::Boolean(b) => b.to_string(),
-                other => return Err(r.err(format!("env.{k} must be a string, got {}", other.type_name()))),
+                other => {
+                    return Err(r.err(format!(
+                        "env.{k} must be a string, got {}",
+                        other.type_name()
+                    )))
+                }
             };
             spec.env.insert(k, v);
         }
@@ -489,7 +570,10 @@ pub fn build(modules: &[ModuleResult]) -> (Plan, Vec<ConfigError>) {
                         errors.push(ConfigError::new(
                             ErrorKind::Duplicate,
                             &m.module,
-                            format!("{}: service \"{name}\" is already declared at {}", d.location, prev.location),
+                            format!(
+                                "{}: service \"{name}\" is already declared at {}",
+                                d.location, prev.location
+                            ),
                         ));
                         continue;
                     }
@@ -506,13 +590,20 @@ pub fn build(modules: &[ModuleResult]) -> (Plan, Vec<ConfigError>) {
         for s in plan.services.values() {
             for d in s.deps() {
                 if !plan.services.contains_key(d) {
-                    let how = if s.requires.contains(d) { "requires" } else { "is ordered after" };
+                    let how = if s.requires.contains(d) {
+                        "requires"
+                    } else {
+                        "is ordered after"
+                    };
                     bad.push((
                         s.name.clone(),
                         ConfigError::new(
                             ErrorKind::Dependency,
                             plan.module_of.get(&s.name).cloned().unwrap_or_default(),
-                            format!("{}: service \"{}\" {how} unknown service \"{d}\"", s.location, s.name),
+                            format!(
+                                "{}: service \"{}\" {how} unknown service \"{d}\"",
+                                s.location, s.name
+                            ),
                         ),
                     ));
                     break;
@@ -534,7 +625,12 @@ pub fn build(modules: &[ModuleResult]) -> (Plan, Vec<ConfigError>) {
         errors.push(ConfigError::new(
             ErrorKind::Cycle,
             plan.module_of.get(&cycle[0]).cloned().unwrap_or_default(),
-            format!("{}: dependency cycle: {} -> {}", first.location, cycle.join(" -> "), cycle[0]),
+            format!(
+                "{}: dependency cycle: {} -> {}",
+                first.location,
+                cycle.join(" -> "),
+                cycle[0]
+            ),
         ));
         for n in cycle {
             plan.services.remove(&n);
@@ -551,8 +647,17 @@ fn find_cycle(plan: &Plan) -> Option<Vec<String>> {
         Active,
         Done,
     }
-    let mut mark: BTreeMap<&str, Mark> = plan.services.keys().map(|k| (k.as_str(), Mark::New)).collect();
-    fn dfs<'a>(p: &'a Plan, n: &'a str, mark: &mut BTreeMap<&'a str, Mark>, stack: &mut Vec<&'a str>) -> Option<Vec<String>> {
+    let mut mark: BTreeMap<&str, Mark> = plan
+        .services
+        .keys()
+        .map(|k| (k.as_str(), Mark::New))
+        .collect();
+    fn dfs<'a>(
+        p: &'a Plan,
+        n: &'a str,
+        mark: &mut BTreeMap<&'a str, Mark>,
+        stack: &mut Vec<&'a str>,
+    ) -> Option<Vec<String>> {
         mark.insert(n, Mark::Active);
         stack.push(n);
         if let Some(s) = p.services.get(n) {

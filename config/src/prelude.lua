@@ -115,6 +115,19 @@ function sh(cmd)
   return setmetatable({ pid = p }, Proc):wait()
 end
 
+-- Hands the machine over to the system on `root` (from an initramfs):
+-- /dev, /proc, /sys and /run move there, it becomes /, and `init` (default
+-- /sbin/init) replaces this PID 1. Returns only on failure: nil, message.
+moonlit.switch_root = function(root, init)
+  if type(root) ~= "string" then
+    error("switch_root: argument #1 must be the new root directory, got " .. type(root), 2)
+  end
+  if init ~= nil and type(init) ~= "string" then
+    error("switch_root: argument #2 must be the init path, got " .. type(init), 2)
+  end
+  return nil, request("switch_root", root, init or "/sbin/init")
+end
+
 package.loaded["moonlit.sched"] = {
   sleep = sleep,
   wait_path = wait_path,

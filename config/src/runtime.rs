@@ -14,8 +14,10 @@ use std::os::fd::OwnedFd;
 use std::rc::Rc;
 use std::time::Duration;
 
-use mlua::{Function, HookTriggers, IntoLuaMulti, Lua, MultiValue, StdLib, Table, Thread, Value, VmState};
 use mlua::thread::ThreadStatus;
+use mlua::{
+    Function, HookTriggers, IntoLuaMulti, Lua, MultiValue, StdLib, Table, Thread, Value, VmState,
+};
 
 use crate::error::{ConfigError, ErrorKind};
 use crate::spawn::{self, ExitStatus, SpawnSpec, StdioSpec};
@@ -52,6 +54,9 @@ pub enum Request {
     Netlink(Option<Duration>),
     /// A plain `coroutine.yield()` at task level: resume on the next turn.
     Yield,
+    /// Make `root` the new `/` and exec `init` there (initramfs handover).
+    /// Resumed only on failure, with the error message.
+    SwitchRoot { root: String, init: String },
 }
 
 /// The outcome of running a task until it stops.
@@ -150,15 +155,27 @@ pub fn error_summary(e: &mlua::Error) -> String {
         mlua::Error::CallbackError { cause, .. } => error_summary(cause),
         mlua::Error::SyntaxError { message, .. } => message.clone(),
         mlua::Error::RuntimeError(m) => m.lines().next().unwrap_or("").to_string(),
-        mlua::Error::MemoryError(_) => "not enough memory (the Lua memory limit was reached)".into(),
-        mlua::Error::WithContext { context, cause } => format!("{context}: {}", error_summary(cause)),
+        mlua::Error::MemoryError(_) => {
+            "not enough memory (the Lua memory limit was reached)".into()
+        }
+        mlua::Error::WithContext { context, cause } => {
+            format!("{context}: {}", error_summary(cause))
+        }
         other => other.to_string().lines().next().unwrap_or("").to_string(),
     }
 }
 
-fn stdio_from_lua(v: Value, which: &str, capture: &mut Option<OwnedFd>) -> Result<StdioSpec, String> {
+fn stdio_from_lua(
+    v: Value,
+    which: &str,
+    capture: &mut Option<OwnedFd>,
+) -> Result<StdioSpec, String> {
     match v {
-        Value::Nil => Ok(if which == "stdin" { StdioSpec::Null } else { StdioSpec::Inherit }),
+        Value::Nil => Ok(if which == "stdin" {
+            StdioSpec::Null
+        } else {
+            StdioSpec::Inherit
+        }),
         Value::String(s) => {
             let s = s.to_str().map_err(|e| e.to_string())?.to_string();
             match s.as_str() {
@@ -166,20 +183,31 @@ fn stdio_from_lua(v: Value, which: &str, capture: &mut Option<OwnedFd>) -> Resul
                 "inherit" => Ok(StdioSpec::Inherit),
                 "capture" if which != "stdin" => {
                     if capture.is_none() {
-                        let fd = rustix::fs::memfd_create("moonlit-capture", rustix::fs::MemfdFlags::CLOEXEC)
-                            .map_err(|e| format!("memfd_create: {e}"))?;
+                        let fd = rustix::fs::memfd_create(
+                            "moonlit-capture",
+                            rustix::fs::MemfdFlags::CLOEXEC,
+                        )
+                        .map_err(|e| format!("memfd_create: {e}"))?;
                         *capture = Some(fd);
                     }
-                    let fd = capture.as_ref().map(|f| f.try_clone()).transpose().map_err(|e| e.to_string())?;
+                    let fd = capture
+                        .as_ref()
+                        .map(|f| f.try_clone())
+                        .transpose()
+                        .map_err(|e| e.to_string())?;
                     fd.map(StdioSpec::Fd).ok_or_else(|| "capture".to_string())
                 }
                 path => {
                     let f = if which == "stdin" {
                         File::open(path)
                     } else {
-                        std::fs::OpenOptions::new().create(true).append(true).open(path)
+                        std::fs::OpenOptions::new()
+                            .create(true)
+                            .append(true)
+                            .open(path)
                     };
-                    f.map(|f| StdioSpec::Fd(f.into())).map_err(|e| format!("{which} {path}: {e}"))
+                    f.map(|f| StdioSpec::Fd(f.into()))
+                        .map_err(|e| format!("{which} {path}: {e}"))
                 }
             }
         }
@@ -194,7 +222,10 @@ fn stdio_from_lua(v: Value, which: &str, capture: &mut Option<OwnedFd>) -> Resul
             .map_err(|e| format!("{which}: fd {fd}: {e}"))?;
             Ok(StdioSpec::Fd(owned))
         }
-        other => Err(format!("{which} must be \"null\", \"inherit\", \"capture\", a path or an fd, got {}", other.type_name())),
+        other => Err(format!(
+            "{which} must be \"null\", \"inherit\", \"capture\", a path or an fd, got {}",
+            other.type_name()
+        )),
     }
 }
 
@@ -211,11 +242,18 @@ fn spec_from_lua(t: &Table, capture: &mut Option<OwnedFd>) -> Result<SpawnSpec, 
             Value::String(s) => argv.push(s.to_str().map_err(|e| e.to_string())?.to_string()),
             Value::Integer(i) => argv.push(i.to_string()),
             Value::Number(n) => argv.push(n.to_string()),
-            other => return Err(format!("argv entries must be strings, got {}", other.type_name())),
+            other => {
+                return Err(format!(
+                    "argv entries must be strings, got {}",
+                    other.type_name()
+                ))
+            }
         }
     }
     if argv.is_empty() {
-        return Err("argv is empty: give the program and its arguments as the table's list part".into());
+        return Err(
+            "argv is empty: give the program and its arguments as the table's list part".into(),
+        );
     }
     let mut spec = SpawnSpec::new(argv);
     for pair in t.pairs::<Value, Value>() {
@@ -274,10 +312,17 @@ impl Runtime {
     /// A new runtime: safe standard library, `sys`/`syscall`, `net`, the prelude,
     /// `moonlit.*`, limits in force.
     /// `modules` register extra Lua modules (`sys`, `net`) into the state.
-    pub fn new(limits: Limits, info: &BootInfo, log: LogFn, modules: &[Registrar]) -> Result<Runtime, ConfigError> {
-        let lua = Lua::new_with(StdLib::ALL_SAFE, mlua::LuaOptions::default()).map_err(|e| ConfigError::internal(&e))?;
+    pub fn new(
+        limits: Limits,
+        info: &BootInfo,
+        log: LogFn,
+        modules: &[Registrar],
+    ) -> Result<Runtime, ConfigError> {
+        let lua = Lua::new_with(StdLib::ALL_SAFE, mlua::LuaOptions::default())
+            .map_err(|e| ConfigError::internal(&e))?;
         let shared = Rc::new(RefCell::new(Shared::default()));
-        let rt = Self::setup(lua, limits, info, log, shared, modules).map_err(|e| ConfigError::internal(&e))?;
+        let rt = Self::setup(lua, limits, info, log, shared, modules)
+            .map_err(|e| ConfigError::internal(&e))?;
         Ok(rt)
     }
 
@@ -304,7 +349,10 @@ impl Runtime {
         let package: Table = g.get("package")?;
         package.set("cpath", "")?;
         let dir = &info.config_dir;
-        package.set("path", format!("{dir}/lib/?.lua;{dir}/lib/?/init.lua;{dir}/?.lua"))?;
+        package.set(
+            "path",
+            format!("{dir}/lib/?.lua;{dir}/lib/?/init.lua;{dir}/?.lua"),
+        )?;
 
         let log_print = log.clone();
         let tostring: Function = g.get("tostring")?;
@@ -313,7 +361,7 @@ impl Runtime {
             lua.create_function(move |_, args: MultiValue| {
                 let mut parts = Vec::new();
                 for v in args {
-                    parts.push(tostring.call::<mlua::String>(v)?.to_string_lossy());
+                    parts.push(tostring.call::<mlua::LuaString>(v)?.to_string_lossy());
                 }
                 log_print(&parts.join("\t"));
                 Ok(())
@@ -339,7 +387,11 @@ impl Runtime {
                 Ok(())
             })?,
         )?;
-        for (name, req) in [("poweroff", HostRequest::Poweroff), ("reboot", HostRequest::Reboot), ("halt", HostRequest::Halt)] {
+        for (name, req) in [
+            ("poweroff", HostRequest::Poweroff),
+            ("reboot", HostRequest::Reboot),
+            ("halt", HostRequest::Halt),
+        ] {
             let sh = shared.clone();
             m.set(
                 name,
@@ -350,7 +402,11 @@ impl Runtime {
             )?;
         }
         type Ctor = fn(String) -> HostRequest;
-        let svc_ops: [(&str, Ctor); 3] = [("start", HostRequest::Start), ("stop", HostRequest::Stop), ("restart", HostRequest::Restart)];
+        let svc_ops: [(&str, Ctor); 3] = [
+            ("start", HostRequest::Start),
+            ("stop", HostRequest::Stop),
+            ("restart", HostRequest::Restart),
+        ];
         for (name, ctor) in svc_ops {
             let sh = shared.clone();
             m.set(
@@ -366,20 +422,32 @@ impl Runtime {
         // Primitives for the prelude.
         let r = lua.create_table()?;
         r.set("now", lua.create_function(|_, ()| Ok(now_secs()))?)?;
-        r.set("exists", lua.create_function(|_, p: String| Ok(std::fs::symlink_metadata(p).is_ok()))?)?;
+        r.set(
+            "exists",
+            lua.create_function(|_, p: String| Ok(std::fs::symlink_metadata(p).is_ok()))?,
+        )?;
         let sh = shared.clone();
         r.set(
             "spawn",
             lua.create_function(move |lua, t: Table| {
                 if sh.borrow().declaring {
-                    return Err(mlua::Error::runtime("spawn: a declaration module cannot start processes"));
+                    return Err(mlua::Error::runtime(
+                        "spawn: a declaration module cannot start processes",
+                    ));
                 }
                 let mut capture = None;
-                let spec = spec_from_lua(&t, &mut capture).map_err(|m| mlua::Error::runtime(format!("spawn: {m}")))?;
+                let spec = spec_from_lua(&t, &mut capture)
+                    .map_err(|m| mlua::Error::runtime(format!("spawn: {m}")))?;
                 let argv0 = spec.argv[0].clone();
                 match spawn::spawn(spec) {
                     Ok(pid) => {
-                        sh.borrow_mut().children.insert(pid, ChildSlot { status: None, capture });
+                        sh.borrow_mut().children.insert(
+                            pid,
+                            ChildSlot {
+                                status: None,
+                                capture,
+                            },
+                        );
                         Ok((Value::Integer(pid as i64), Value::Nil))
                     }
                     Err(e) => {
@@ -392,7 +460,14 @@ impl Runtime {
         let sh = shared.clone();
         r.set(
             "status",
-            lua.create_function(move |_, pid: u32| Ok(sh.borrow().children.get(&pid).and_then(|c| c.status).map(|s| s.code())))?,
+            lua.create_function(move |_, pid: u32| {
+                Ok(sh
+                    .borrow()
+                    .children
+                    .get(&pid)
+                    .and_then(|c| c.status)
+                    .map(|s| s.code()))
+            })?,
         )?;
         let sh = shared.clone();
         r.set(
@@ -429,17 +504,33 @@ impl Runtime {
                     _ => None,
                 }
                 .ok_or_else(|| mlua::Error::runtime(format!("kill: unknown signal {sig:?}")))?;
-                let alive = sh.borrow().children.get(&pid).map(|c| c.status.is_none()).unwrap_or(false);
+                let alive = sh
+                    .borrow()
+                    .children
+                    .get(&pid)
+                    .map(|c| c.status.is_none())
+                    .unwrap_or(false);
                 if !alive {
-                    return Ok((Value::Nil, Value::String(lua.create_string(format!("kill: {pid} is not a running child of this script"))?)));
+                    return Ok((
+                        Value::Nil,
+                        Value::String(lua.create_string(format!(
+                            "kill: {pid} is not a running child of this script"
+                        ))?),
+                    ));
                 }
                 let res = rustix::process::Pid::from_raw(pid as i32)
                     .zip(rustix::process::Signal::from_named_raw(signo))
                     .map(|(p, s)| rustix::process::kill_process(p, s));
                 match res {
                     Some(Ok(())) => Ok((Value::Boolean(true), Value::Nil)),
-                    Some(Err(e)) => Ok((Value::Nil, Value::String(lua.create_string(format!("kill {pid}: {e}"))?))),
-                    None => Ok((Value::Nil, Value::String(lua.create_string(format!("kill: bad signal {signo}"))?))),
+                    Some(Err(e)) => Ok((
+                        Value::Nil,
+                        Value::String(lua.create_string(format!("kill {pid}: {e}"))?),
+                    )),
+                    None => Ok((
+                        Value::Nil,
+                        Value::String(lua.create_string(format!("kill: bad signal {signo}"))?),
+                    )),
                 }
             })?,
         )?;
@@ -452,7 +543,11 @@ impl Runtime {
                 Ok(lua
                     .inspect_stack(level, |d| {
                         let src = d.source();
-                        format!("{}:{}", src.short_src.as_deref().unwrap_or("?"), d.current_line().unwrap_or(0))
+                        format!(
+                            "{}:{}",
+                            src.short_src.as_deref().unwrap_or("?"),
+                            d.current_line().unwrap_or(0)
+                        )
                     })
                     .unwrap_or_else(|| "?".into()))
             })?,
@@ -464,28 +559,33 @@ impl Runtime {
             .call((mark.clone(), r))?;
         let make_env: Function = prelude.get("make_env")?;
 
-
         lua.set_app_data(Budget {
             used: Cell::new(0),
             limit: Cell::new(limits.instructions_per_slice),
             tripped: RefCell::new(None),
         });
-        lua.set_global_hook(HookTriggers::new().every_nth_instruction(HOOK_EVERY), |lua, dbg| {
-            let Some(b) = lua.app_data_ref::<Budget>() else {
-                return Ok(VmState::Continue);
-            };
-            let used = b.used.get() + u64::from(HOOK_EVERY);
-            b.used.set(used);
-            if used <= b.limit.get() {
-                return Ok(VmState::Continue);
-            }
-            if b.tripped.borrow().is_none() {
-                let src = dbg.source();
-                let line = dbg.current_line().unwrap_or(0);
-                *b.tripped.borrow_mut() = Some(format!("{}:{line}", src.short_src.as_deref().unwrap_or("?")));
-            }
-            Ok(VmState::Yield)
-        })?;
+        lua.set_global_hook(
+            HookTriggers::new().every_nth_instruction(HOOK_EVERY),
+            |lua, dbg| {
+                let Some(b) = lua.app_data_ref::<Budget>() else {
+                    return Ok(VmState::Continue);
+                };
+                let used = b.used.get() + u64::from(HOOK_EVERY);
+                b.used.set(used);
+                if used <= b.limit.get() {
+                    return Ok(VmState::Continue);
+                }
+                if b.tripped.borrow().is_none() {
+                    let src = dbg.source();
+                    let line = dbg.current_line().unwrap_or(0);
+                    *b.tripped.borrow_mut() = Some(format!(
+                        "{}:{line}",
+                        src.short_src.as_deref().unwrap_or("?")
+                    ));
+                }
+                Ok(VmState::Yield)
+            },
+        )?;
 
         Ok(Runtime {
             lua,
@@ -514,7 +614,10 @@ impl Runtime {
             *b.tripped.borrow_mut() = None;
         }
         let res = thread.resume::<MultiValue>(args);
-        let tripped = self.lua.app_data_ref::<Budget>().and_then(|b| b.tripped.borrow_mut().take());
+        let tripped = self
+            .lua
+            .app_data_ref::<Budget>()
+            .and_then(|b| b.tripped.borrow_mut().take());
         if let Some(loc) = tripped {
             // Unwind it: closes its to-be-closed variables; the error (if any)
             // is the one that stopped it and is reported below anyway.
@@ -549,7 +652,9 @@ impl Runtime {
                 };
                 let secs = |v: &Option<Value>| -> Option<Duration> {
                     match v {
-                        Some(Value::Number(n)) if *n >= 0.0 && n.is_finite() => Some(Duration::from_secs_f64(*n)),
+                        Some(Value::Number(n)) if *n >= 0.0 && n.is_finite() => {
+                            Some(Duration::from_secs_f64(*n))
+                        }
                         Some(Value::Integer(i)) if *i >= 0 => Some(Duration::from_secs(*i as u64)),
                         _ => None,
                     }
@@ -561,6 +666,18 @@ impl Runtime {
                         _ => Step::Failed("wait: bad pid".into()),
                     },
                     "netlink" => Step::Wait(Request::Netlink(secs(&arg))),
+                    "switch_root" => {
+                        let init = it.next();
+                        match (arg, init) {
+                            (Some(Value::String(r)), Some(Value::String(i))) => {
+                                Step::Wait(Request::SwitchRoot {
+                                    root: r.to_string_lossy(),
+                                    init: i.to_string_lossy(),
+                                })
+                            }
+                            _ => Step::Failed("switch_root: bad arguments".into()),
+                        }
+                    }
                     other => Step::Failed(format!("unknown scheduler request '{other}'")),
                 }
             }
@@ -568,7 +685,12 @@ impl Runtime {
     }
 
     /// Creates a task running `f` and runs it to its first stop.
-    pub fn start_task(&mut self, name: &str, f: Function, args: impl IntoLuaMulti) -> (TaskId, Step) {
+    pub fn start_task(
+        &mut self,
+        name: &str,
+        f: Function,
+        args: impl IntoLuaMulti,
+    ) -> (TaskId, Step) {
         let id = self.next_id;
         self.next_id += 1;
         let thread = match self.lua.create_thread(f) {
@@ -577,7 +699,13 @@ impl Runtime {
         };
         let step = self.drive(&thread, args);
         if let Step::Wait(_) = step {
-            self.tasks.insert(id, Task { thread, name: name.to_string() });
+            self.tasks.insert(
+                id,
+                Task {
+                    thread,
+                    name: name.to_string(),
+                },
+            );
         }
         (id, step)
     }
@@ -617,7 +745,10 @@ impl Runtime {
     /// Evaluates a declaration module in a fresh environment and returns what
     /// it declared. Blocking calls and process creation are refused.
     pub fn eval_module(&self, name: &str, source: &[u8]) -> Result<Vec<RawDecl>, ConfigError> {
-        let (env, decls): (Table, Table) = self.make_env.call(name).map_err(|e| ConfigError::internal(&e))?;
+        let (env, decls): (Table, Table) = self
+            .make_env
+            .call(name)
+            .map_err(|e| ConfigError::internal(&e))?;
         let f = self
             .lua
             .load(source)
@@ -625,7 +756,10 @@ impl Runtime {
             .set_environment(env)
             .into_function()
             .map_err(|e| ConfigError::new(ErrorKind::Syntax, name, error_summary(&e)))?;
-        let thread = self.lua.create_thread(f).map_err(|e| ConfigError::internal(&e))?;
+        let thread = self
+            .lua
+            .create_thread(f)
+            .map_err(|e| ConfigError::internal(&e))?;
         self.shared.borrow_mut().declaring = true;
         let step = self.drive(&thread, ());
         self.shared.borrow_mut().declaring = false;
@@ -638,7 +772,9 @@ impl Runtime {
                 return Err(ConfigError::new(
                     ErrorKind::Runtime,
                     name,
-                    format!("{name}: a declaration module must not block or yield (sleep, wait, sh...)"),
+                    format!(
+                        "{name}: a declaration module must not block or yield (sleep, wait, sh...)"
+                    ),
                 ));
             }
             Step::Failed(msg) => {
@@ -649,7 +785,11 @@ impl Runtime {
                 } else {
                     ErrorKind::Runtime
                 };
-                let msg = if msg.starts_with(name) { msg } else { format!("{name}: {msg}") };
+                let msg = if msg.starts_with(name) {
+                    msg
+                } else {
+                    format!("{name}: {msg}")
+                };
                 return Err(ConfigError::new(kind, name, msg));
             }
         }

@@ -14,7 +14,38 @@ use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use nix::sys::signal::{self, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
+use nix::sys::signal::{self, SigSet, SigmaskHow, Signal};
+
+/// The kernel's `struct sigaction` on x86_64 (not libc's).
+#[repr(C)]
+struct KernelSigaction {
+    handler: usize,
+    flags: u64,
+    restorer: usize,
+    mask: u64,
+}
+
+/// rt_sigaction(sig, SIG_DFL) straight to the kernel. Async-signal-safe.
+fn reset_disposition(sig: i32) {
+    let act = KernelSigaction {
+        handler: 0, // SIG_DFL
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    // SAFETY: rt_sigaction reads `act` (a valid, properly laid-out kernel
+    // sigaction that lives across the call), writes nothing (old = NULL), and
+    // 8 is the kernel's sigset size on x86_64.
+    unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_rt_sigaction,
+            sig,
+            &act as *const KernelSigaction,
+            std::ptr::null_mut::<KernelSigaction>(),
+            8usize,
+        );
+    }
+}
 
 /// The PATH a child gets when its spec does not set one.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -55,6 +86,9 @@ pub struct SpawnSpec {
     pub setsid: bool,
     pub umask: Option<u32>,
     pub rlimits: Vec<Rlimit>,
+    /// Make stdin the controlling terminal (after `setsid`): for a shell on
+    /// a console tty.
+    pub ctty: bool,
 }
 
 impl SpawnSpec {
@@ -72,6 +106,7 @@ impl SpawnSpec {
             setsid: true,
             umask: None,
             rlimits: Vec::new(),
+            ctty: false,
         }
     }
 }
@@ -117,13 +152,17 @@ fn passwd_lookup(file: &str, name: &str, by_field: usize) -> Option<Vec<String>>
 
 /// Resolves a user name or a numeric uid through `/etc/passwd`.
 pub fn resolve_user(name: &str) -> Result<UserEntry, SpawnError> {
-    let fields = passwd_lookup("/etc/passwd", name, 0)
-        .or_else(|| passwd_lookup("/etc/passwd", name, 2));
+    let fields =
+        passwd_lookup("/etc/passwd", name, 0).or_else(|| passwd_lookup("/etc/passwd", name, 2));
     match fields {
         Some(f) if f.len() >= 6 => Ok(UserEntry {
             name: f[0].clone(),
-            uid: f[2].parse().map_err(|_| SpawnError::UnknownUser(name.into()))?,
-            gid: f[3].parse().map_err(|_| SpawnError::UnknownUser(name.into()))?,
+            uid: f[2]
+                .parse()
+                .map_err(|_| SpawnError::UnknownUser(name.into()))?,
+            gid: f[3]
+                .parse()
+                .map_err(|_| SpawnError::UnknownUser(name.into()))?,
             home: f[5].clone(),
         }),
         _ => match name.parse::<u32>() {
@@ -177,7 +216,11 @@ fn leaky_fds() -> Vec<RawFd> {
         return out;
     };
     for entry in dir.flatten() {
-        let Some(fd) = entry.file_name().to_str().and_then(|s| s.parse::<RawFd>().ok()) else {
+        let Some(fd) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<RawFd>().ok())
+        else {
             continue;
         };
         if fd < 3 {
@@ -240,6 +283,7 @@ pub fn spawn(spec: SpawnSpec) -> Result<u32, SpawnError> {
 
     let leaky = leaky_fds();
     let setsid = spec.setsid;
+    let ctty = spec.ctty;
     let umask = spec.umask;
     let rlimits = spec.rlimits.clone();
     let groups: Vec<nix::unistd::Gid> = ids
@@ -255,17 +299,22 @@ pub fn spawn(spec: SpawnSpec) -> Result<u32, SpawnError> {
     unsafe {
         cmd.pre_exec(move || {
             // Dispositions: exec resets caught signals; ignored ones (Rust
-            // ignores PIPE) must be reset by hand.
-            let dfl = SigAction::new(SigHandler::SigDfl, signal::SaFlags::empty(), SigSet::empty());
-            for sig in Signal::iterator() {
-                if sig != Signal::SIGKILL && sig != Signal::SIGSTOP {
-                    let _ = signal::sigaction(sig, &dfl);
+            // ignores PIPE; a parent may have ignored others, real-time
+            // ones included) must be reset by hand. The raw system call,
+            // because libc wrappers refuse the signals libc keeps for
+            // itself (32-34), which a child must still get as default.
+            for sig in 1..=64 {
+                if sig != nix::libc::SIGKILL && sig != nix::libc::SIGSTOP {
+                    reset_disposition(sig);
                 }
             }
             signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
                 .map_err(std::io::Error::from)?;
             if setsid {
                 rustix::process::setsid()?;
+            }
+            if ctty {
+                rustix::process::ioctl_tiocsctty(BorrowedFd::borrow_raw(0))?;
             }
             if let Some(m) = umask {
                 rustix::process::umask(rustix::fs::Mode::from_raw_mode(m));
@@ -284,8 +333,10 @@ pub fn spawn(spec: SpawnSpec) -> Result<u32, SpawnError> {
             }
             if let Some((uid, gid)) = change_ids {
                 nix::unistd::setgroups(&groups).map_err(std::io::Error::from)?;
-                nix::unistd::setgid(nix::unistd::Gid::from_raw(gid)).map_err(std::io::Error::from)?;
-                nix::unistd::setuid(nix::unistd::Uid::from_raw(uid)).map_err(std::io::Error::from)?;
+                nix::unistd::setgid(nix::unistd::Gid::from_raw(gid))
+                    .map_err(std::io::Error::from)?;
+                nix::unistd::setuid(nix::unistd::Uid::from_raw(uid))
+                    .map_err(std::io::Error::from)?;
             }
             Ok(())
         });
@@ -343,7 +394,11 @@ pub fn parse_signal(s: &str) -> Option<i32> {
     let up = s.to_ascii_uppercase();
     let name = up.strip_prefix("SIG").unwrap_or(&up);
     if let Some(rest) = name.strip_prefix("RTMIN") {
-        let off: i32 = if rest.is_empty() { 0 } else { rest.strip_prefix('+')?.parse().ok()? };
+        let off: i32 = if rest.is_empty() {
+            0
+        } else {
+            rest.strip_prefix('+')?.parse().ok()?
+        };
         let n = sigrtmin() + off;
         return (n <= 64).then_some(n);
     }

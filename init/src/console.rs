@@ -114,8 +114,14 @@ impl Console {
         while !self.queue.is_empty() && start.elapsed().as_millis() < u128::from(budget_ms) {
             self.flush();
             if !self.queue.is_empty() {
-                let mut fds = [rustix::event::PollFd::new(&self.fd, rustix::event::PollFlags::OUT)];
-                let ts = rustix::time::Timespec { tv_sec: 0, tv_nsec: 20_000_000 };
+                let mut fds = [rustix::event::PollFd::new(
+                    &self.fd,
+                    rustix::event::PollFlags::OUT,
+                )];
+                let ts = rustix::time::Timespec {
+                    tv_sec: 0,
+                    tv_nsec: 20_000_000,
+                };
                 let _ = rustix::event::poll(&mut fds, Some(&ts));
             }
         }

@@ -31,7 +31,6 @@ pub struct Client {
     fd: OwnedFd,
     inbuf: Vec<u8>,
     out: VecDeque<u8>,
-    pub uid: u32,
     pub opened: u64,
     /// Streaming this service's log lines.
     pub follow: Option<String>,
@@ -82,7 +81,11 @@ impl Control {
     pub fn bind(path: &Path, allowed_uid: u32) -> Result<Control, ControlError> {
         let err = |op: &'static str| {
             let p = path.display().to_string();
-            move |e: std::io::Error| ControlError::Socket { path: p.clone(), op, source: e }
+            move |e: std::io::Error| ControlError::Socket {
+                path: p.clone(),
+                op,
+                source: e,
+            }
         };
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(err("create directory"))?;
@@ -101,7 +104,8 @@ impl Control {
         let bound = rustix::net::bind(&fd, &addr);
         rustix::process::umask(old);
         bound.map_err(|e| err("bind")(e.into()))?;
-        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).map_err(err("chmod"))?;
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .map_err(err("chmod"))?;
         rustix::net::listen(&fd, 64).map_err(|e| err("listen")(e.into()))?;
         Ok(Control {
             listener: fd,
@@ -123,12 +127,20 @@ impl Control {
     pub fn accept(&mut self, now: u64) -> Vec<u64> {
         let mut new = Vec::new();
         loop {
-            let fd = match rustix::net::accept_with(&self.listener, SocketFlags::CLOEXEC | SocketFlags::NONBLOCK) {
+            let fd = match rustix::net::accept_with(
+                &self.listener,
+                SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+            ) {
                 Ok(fd) => fd,
                 Err(Errno::INTR) => continue,
                 Err(_) => break,
             };
-            let uid = rustix::net::sockopt::socket_peercred(&fd).map(|c| c.uid.as_raw()).unwrap_or(u32::MAX);
+            // SO_PEERCRED through nix: rustix's UCred wants a non-zero pid,
+            // and a peer outside this pid namespace (a sandbox's host) has
+            // pid 0 here.
+            let uid = nix::sys::socket::getsockopt(&fd, nix::sys::socket::sockopt::PeerCredentials)
+                .map(|c| c.uid())
+                .unwrap_or(u32::MAX);
             if uid != 0 && uid != self.allowed_uid {
                 self.refused += 1;
                 let line = format!(
@@ -139,7 +151,10 @@ impl Control {
                 continue;
             }
             if self.clients.len() >= 64 {
-                let line = format!("{}\n", json!({"v": PROTOCOL_VERSION, "ok": false, "error": "too many clients"}));
+                let line = format!(
+                    "{}\n",
+                    json!({"v": PROTOCOL_VERSION, "ok": false, "error": "too many clients"})
+                );
                 let _ = rustix::io::write(&fd, line.as_bytes());
                 continue;
             }
@@ -151,7 +166,6 @@ impl Control {
                     fd,
                     inbuf: Vec::new(),
                     out: VecDeque::new(),
-                    uid,
                     opened: now,
                     follow: None,
                     closing: false,
@@ -165,7 +179,9 @@ impl Control {
 
     /// Reads from a client; returns its request once a full line is there.
     pub fn read(&mut self, id: u64) -> Incoming {
-        let Some(c) = self.clients.get_mut(&id) else { return Incoming::Closed };
+        let Some(c) = self.clients.get_mut(&id) else {
+            return Incoming::Closed;
+        };
         let mut buf = [0u8; 8192];
         loop {
             match rustix::io::read(&c.fd, &mut buf) {
@@ -183,7 +199,10 @@ impl Control {
                     }
                     c.inbuf.extend_from_slice(&buf[..n]);
                     if c.inbuf.len() > MAX_REQUEST && !c.inbuf[..MAX_REQUEST].contains(&b'\n') {
-                        self.fail(id, &format!("request too large (limit {MAX_REQUEST} bytes)"));
+                        self.fail(
+                            id,
+                            &format!("request too large (limit {MAX_REQUEST} bytes)"),
+                        );
                         return Incoming::Nothing;
                     }
                 }
@@ -192,7 +211,9 @@ impl Control {
                 Err(_) => return Incoming::Closed,
             }
         }
-        let Some(c) = self.clients.get_mut(&id) else { return Incoming::Closed };
+        let Some(c) = self.clients.get_mut(&id) else {
+            return Incoming::Closed;
+        };
         if c.answered {
             return Incoming::Nothing;
         }
@@ -201,7 +222,8 @@ impl Control {
         };
         let line: Vec<u8> = c.inbuf.drain(..=pos).collect();
         c.answered = true;
-        let parsed: Result<Value, String> = serde_json::from_slice(&line[..line.len() - 1]).map_err(|e| format!("malformed request: {e}"));
+        let parsed: Result<Value, String> = serde_json::from_slice(&line[..line.len() - 1])
+            .map_err(|e| format!("malformed request: {e}"));
         match parsed {
             Ok(v) if !v.is_object() => {
                 self.fail(id, "malformed request: expected a JSON object");
@@ -222,12 +244,18 @@ impl Control {
     }
 
     fn fail(&mut self, id: u64, msg: &str) {
-        self.send(id, &json!({"v": PROTOCOL_VERSION, "ok": false, "error": msg}), true);
+        self.send(
+            id,
+            &json!({"v": PROTOCOL_VERSION, "ok": false, "error": msg}),
+            true,
+        );
     }
 
     /// Queues a JSON line for a client; `close` closes it once written.
     pub fn send(&mut self, id: u64, v: &Value, close: bool) {
-        let Some(c) = self.clients.get_mut(&id) else { return };
+        let Some(c) = self.clients.get_mut(&id) else {
+            return;
+        };
         let mut line = v.to_string();
         line.push('\n');
         if c.out.len() + line.len() > MAX_OUT {
@@ -248,7 +276,9 @@ impl Control {
     /// Writes a client's pending output. Returns false when the client is
     /// finished (the caller drops it).
     pub fn flush(&mut self, id: u64) -> bool {
-        let Some(c) = self.clients.get_mut(&id) else { return false };
+        let Some(c) = self.clients.get_mut(&id) else {
+            return false;
+        };
         while !c.out.is_empty() {
             let (a, _) = c.out.as_slices();
             match rustix::io::write(&c.fd, a) {
@@ -288,7 +318,11 @@ impl Control {
 
     /// The earliest request timeout still pending.
     pub fn next_deadline(&self) -> Option<u64> {
-        self.clients.values().filter(|c| !c.answered).map(|c| c.opened + REQUEST_TIMEOUT_MS + 1).min()
+        self.clients
+            .values()
+            .filter(|c| !c.answered)
+            .map(|c| c.opened + REQUEST_TIMEOUT_MS + 1)
+            .min()
     }
 }
 
@@ -299,6 +333,8 @@ pub fn connect(path: &Path, req: &Value) -> std::io::Result<std::os::unix::net::
     let mut s = std::os::unix::net::UnixStream::connect(path)?;
     let mut line = req.to_string();
     line.push('\n');
-    s.write_all(line.as_bytes())?;
+    // A refused client's request may meet a closed socket: the reply, read
+    // next, says why.
+    let _ = s.write_all(line.as_bytes());
     Ok(s)
 }

@@ -25,19 +25,36 @@ pub fn default_socket() -> PathBuf {
     }
     match std::env::var("XDG_RUNTIME_DIR") {
         Ok(d) => Path::new(&d).join("moonlit/control.sock"),
-        Err(_) => format!("/tmp/moonlit-{}/control.sock", rustix::process::getuid().as_raw()).into(),
+        Err(_) => format!(
+            "/tmp/moonlit-{}/control.sock",
+            rustix::process::getuid().as_raw()
+        )
+        .into(),
     }
 }
 
-fn request(socket: &Path, req: &Value) -> Result<(Value, BufReader<std::os::unix::net::UnixStream>), (i32, String)> {
-    let s = connect(socket, req).map_err(|e| (3, format!("moonlit ctl: cannot reach {}: {e}", socket.display())))?;
+fn request(
+    socket: &Path,
+    req: &Value,
+) -> Result<(Value, BufReader<std::os::unix::net::UnixStream>), (i32, String)> {
+    let s = connect(socket, req).map_err(|e| {
+        (
+            3,
+            format!("moonlit ctl: cannot reach {}: {e}", socket.display()),
+        )
+    })?;
     let mut r = BufReader::new(s);
     let mut line = String::new();
-    r.read_line(&mut line).map_err(|e| (3, format!("moonlit ctl: reading reply: {e}")))?;
+    r.read_line(&mut line)
+        .map_err(|e| (3, format!("moonlit ctl: reading reply: {e}")))?;
     if line.is_empty() {
-        return Err((3, "moonlit ctl: the init closed the connection without a reply".into()));
+        return Err((
+            3,
+            "moonlit ctl: the init closed the connection without a reply".into(),
+        ));
     }
-    let v: Value = serde_json::from_str(&line).map_err(|e| (3, format!("moonlit ctl: bad reply ({e}): {line}")))?;
+    let v: Value = serde_json::from_str(&line)
+        .map_err(|e| (3, format!("moonlit ctl: bad reply ({e}): {line}")))?;
     Ok((v, r))
 }
 
@@ -55,7 +72,10 @@ fn print_status(v: &Value) {
             "booting"
         }
     );
-    println!("{:<20} {:<9} {:>8} {:>8}  DETAIL", "SERVICE", "STATE", "PID", "RESTARTS");
+    println!(
+        "{:<20} {:<9} {:>8} {:>8}  DETAIL",
+        "SERVICE", "STATE", "PID", "RESTARTS"
+    );
     for s in v["services"].as_array().into_iter().flatten() {
         let mut detail = Vec::new();
         if let Some(d) = s["detail"].as_str() {
@@ -74,7 +94,10 @@ fn print_status(v: &Value) {
             "{:<20} {:<9} {:>8} {:>8}  {}",
             s["name"].as_str().unwrap_or("?"),
             s["state"].as_str().unwrap_or("?"),
-            s["pid"].as_u64().map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+            s["pid"]
+                .as_u64()
+                .map(|p| p.to_string())
+                .unwrap_or_else(|| "-".into()),
             s["restarts"],
             detail.join("; ")
         );
@@ -107,7 +130,9 @@ pub fn main(args: &[String]) -> i32 {
             _ => rest.push(a.clone()),
         }
     }
-    let Some(cmd) = rest.first().cloned() else { return usage("no command") };
+    let Some(cmd) = rest.first().cloned() else {
+        return usage("no command");
+    };
     let mut req = json!({"v": PROTOCOL_VERSION, "cmd": cmd});
     let mut follow = false;
     match cmd.as_str() {
@@ -159,7 +184,10 @@ pub fn main(args: &[String]) -> i32 {
         if as_json {
             println!("{reply}");
         }
-        eprintln!("moonlit ctl: {}", reply["error"].as_str().unwrap_or("request failed"));
+        eprintln!(
+            "moonlit ctl: {}",
+            reply["error"].as_str().unwrap_or("request failed")
+        );
         return 1;
     }
     if as_json {

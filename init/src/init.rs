@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use moonlit_config::error::ConfigError;
 use moonlit_config::plan::{self, ModuleResult};
-use moonlit_config::runtime::{BootInfo, HostRequest, Limits, Registrar, Request, Runtime, Step, TaskId};
+use moonlit_config::runtime::{
+    BootInfo, HostRequest, Limits, Registrar, Request, Runtime, Step, TaskId,
+};
 use moonlit_config::spawn::{self, signal_name, ExitStatus, SpawnSpec, StdioSpec};
 use nix::sys::signal::{SigSet, Signal as NixSignal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -115,6 +117,7 @@ pub struct Init {
     children_left: bool,
     boot_started: Ms,
     services_started: Ms,
+    rescue_pid: Option<u32>,
 }
 
 fn log_line(console: &Rc<std::cell::RefCell<Console>>, msg: &str) {
@@ -125,14 +128,35 @@ fn log_line(console: &Rc<std::cell::RefCell<Console>>, msg: &str) {
 
 impl Init {
     /// Sets up the loop. Signals must already be blocked (`mask`).
-    pub fn new(opts: Options, mask: &SigSet, console: Console, stage1_ms: Ms, t0: Ms) -> Result<Init, String> {
-        let epoll = epoll::create(epoll::CreateFlags::CLOEXEC).map_err(|e| format!("epoll_create: {e}"))?;
-        let sigfd = SignalFd::with_flags(mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).map_err(|e| format!("signalfd: {e}"))?;
-        epoll::add(&epoll, sigfd.as_fd(), EventData::new_u64(T_SIGNAL), EventFlags::IN).map_err(|e| format!("epoll_ctl(signalfd): {e}"))?;
+    pub fn new(
+        opts: Options,
+        mask: &SigSet,
+        console: Console,
+        stage1_ms: Ms,
+        t0: Ms,
+    ) -> Result<Init, String> {
+        let epoll =
+            epoll::create(epoll::CreateFlags::CLOEXEC).map_err(|e| format!("epoll_create: {e}"))?;
+        let sigfd = SignalFd::with_flags(mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+            .map_err(|e| format!("signalfd: {e}"))?;
+        epoll::add(
+            &epoll,
+            sigfd.as_fd(),
+            EventData::new_u64(T_SIGNAL),
+            EventFlags::IN,
+        )
+        .map_err(|e| format!("epoll_ctl(signalfd): {e}"))?;
         let console = Rc::new(std::cell::RefCell::new(console));
         {
             let mut c = console.borrow_mut();
-            if epoll::add(&epoll, c.fd(), EventData::new_u64(T_CONSOLE), EventFlags::OUT | EventFlags::ET).is_err() {
+            if epoll::add(
+                &epoll,
+                c.fd(),
+                EventData::new_u64(T_CONSOLE),
+                EventFlags::OUT | EventFlags::ET,
+            )
+            .is_err()
+            {
                 c.pollable = false;
             }
         }
@@ -143,9 +167,11 @@ impl Init {
             cmdline: opts.cmdline.clone(),
         };
         let lc = console.clone();
-        let log: moonlit_config::runtime::LogFn = Rc::new(move |m: &str| log_line(&lc, &format!("lua: {m}")));
+        let log: moonlit_config::runtime::LogFn =
+            Rc::new(move |m: &str| log_line(&lc, &format!("lua: {m}")));
         let modules: [Registrar; 2] = [moonlit_sys::register, moonlit_net::register];
-        let rt = Runtime::new(opts.limits, &info, log, &modules).map_err(|e| format!("Lua runtime: {e}"))?;
+        let rt = Runtime::new(opts.limits, &info, log, &modules)
+            .map_err(|e| format!("Lua runtime: {e}"))?;
 
         let uid = rustix::process::getuid().as_raw();
         let mut init = Init {
@@ -178,17 +204,24 @@ impl Init {
             children_left: true,
             boot_started: now_ms(),
             services_started: now_ms(),
+            rescue_pid: None,
         };
         match Control::bind(&init.opts.control_path, uid) {
             Ok(c) => {
-                if let Err(e) = epoll::add(&init.epoll, c.listener(), EventData::new_u64(T_CONTROL), EventFlags::IN) {
+                if let Err(e) = epoll::add(
+                    &init.epoll,
+                    c.listener(),
+                    EventData::new_u64(T_CONTROL),
+                    EventFlags::IN,
+                ) {
                     init.log(&format!("control socket: epoll: {e}"));
                 }
                 init.control = Some(c);
             }
             Err(e) => init.log(&format!("{e} (running without a control socket)")),
         }
-        init.timings.push(("lua runtime".into(), now_ms().saturating_sub(t0)));
+        init.timings
+            .push(("lua runtime".into(), now_ms().saturating_sub(t0)));
         Ok(init)
     }
 
@@ -204,6 +237,9 @@ impl Init {
     /// Evaluates the configuration and starts the boot script.
     pub fn boot(&mut self) {
         let t = now_ms();
+        if self.opts.rescue {
+            self.start_rescue_shell();
+        }
         let dir = self.opts.config_dir.clone();
         let (files, io_errors) = moonlit_config::modules::discover(&dir);
         let mut results: Vec<ModuleResult> = io_errors
@@ -298,7 +334,13 @@ impl Init {
                     self.fatal("too many internal errors");
                 }
             }
-            if matches!(self.shutdown, Some(Shutdown { phase: Phase::Done, .. })) {
+            if matches!(
+                self.shutdown,
+                Some(Shutdown {
+                    phase: Phase::Done,
+                    ..
+                })
+            ) {
                 self.finish();
             }
         }
@@ -318,7 +360,9 @@ impl Init {
         .into_iter()
         .flatten()
         .min();
-        if !self.yielders.is_empty() || self.console.borrow().pending() && !self.console.borrow().pollable {
+        if !self.yielders.is_empty()
+            || self.console.borrow().pending() && !self.console.borrow().pollable
+        {
             d = Some(now_ms());
         }
         if !self.net_waiters.is_empty() {
@@ -339,7 +383,11 @@ impl Init {
             }
         });
         let mut events = Vec::with_capacity(64);
-        match epoll::wait(&self.epoll, rustix::buffer::spare_capacity(&mut events), timeout.as_ref()) {
+        match epoll::wait(
+            &self.epoll,
+            rustix::buffer::spare_capacity(&mut events),
+            timeout.as_ref(),
+        ) {
             Ok(_) | Err(Errno::INTR) => {}
             Err(e) => {
                 self.log(&format!("epoll_wait: {e}"));
@@ -368,21 +416,35 @@ impl Init {
             let now = now_ms();
             let mut progressed = false;
             // Tasks.
-            let due: Vec<(Ms, u64)> = self.sleepers.range(..=(now, u64::MAX)).map(|(k, _)| *k).collect();
+            let due: Vec<(Ms, u64)> = self
+                .sleepers
+                .range(..=(now, u64::MAX))
+                .map(|(k, _)| *k)
+                .collect();
             for k in due {
                 if let Some((id, netlink)) = self.sleepers.remove(&k) {
-                    let step = if netlink { self.rt.resume(id, true) } else { self.rt.resume(id, ()) };
+                    let step = if netlink {
+                        self.rt.resume(id, true)
+                    } else {
+                        self.rt.resume(id, ())
+                    };
                     self.handle_step(id, step);
                     progressed = true;
                 }
             }
-            let (due_net, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.net_waiters).into_iter().partition(|_| true);
+            let (due_net, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.net_waiters)
+                .into_iter()
+                .partition(|_| true);
             self.net_waiters = keep;
             for (id, deadline) in due_net {
                 // Re-check: resume with "maybe changed" (true) or timed out (false).
                 let timed_out = deadline.is_some_and(|d| d <= now);
                 self.seq += 1;
-                let at = if timed_out { now } else { deadline.map_or(now + 50, |d| d.min(now + 50)) };
+                let at = if timed_out {
+                    now
+                } else {
+                    deadline.map_or(now + 50, |d| d.min(now + 50))
+                };
                 self.sleepers.insert((at, self.seq), (id, true));
             }
             for id in std::mem::take(&mut self.yielders) {
@@ -401,7 +463,9 @@ impl Init {
             }
             self.perform(actions);
             if let Some(code) = self.sup.main_exit.take() {
-                self.log(&format!("main service ended with code {code}: shutting down"));
+                self.log(&format!(
+                    "main service ended with code {code}: shutting down"
+                ));
                 self.begin_shutdown(Power::Poweroff, Some(code));
                 progressed = true;
             }
@@ -428,9 +492,23 @@ impl Init {
         let since = self.services_started;
         self.mark("services", since);
         let total = now_ms().saturating_sub(self.t0);
-        let steps: Vec<String> = self.timings.iter().map(|(n, ms)| format!("{n} {ms} ms")).collect();
-        let running = self.sup.services.values().filter(|s| matches!(s.state, State::Running { .. })).count();
-        let failed = self.sup.services.values().filter(|s| matches!(s.state, State::Failed { .. })).count();
+        let steps: Vec<String> = self
+            .timings
+            .iter()
+            .map(|(n, ms)| format!("{n} {ms} ms"))
+            .collect();
+        let running = self
+            .sup
+            .services
+            .values()
+            .filter(|s| matches!(s.state, State::Running { .. }))
+            .count();
+        let failed = self
+            .sup
+            .services
+            .values()
+            .filter(|s| matches!(s.state, State::Failed { .. }))
+            .count();
         self.log(&format!(
             "boot complete in {total} ms ({}); {running} services running, {failed} failed, {} config errors",
             steps.join(", "),
@@ -444,28 +522,116 @@ impl Init {
         match step {
             Step::Wait(Request::Sleep(d)) => {
                 self.seq += 1;
-                self.sleepers.insert((now + d.as_millis() as u64, self.seq), (id, false));
+                self.sleepers
+                    .insert((now + d.as_millis() as u64, self.seq), (id, false));
             }
             Step::Wait(Request::WaitPid(pid)) => {
                 self.pid_waiters.insert(pid, id);
             }
             Step::Wait(Request::Netlink(t)) => {
-                self.net_waiters.push((id, t.map(|d| now + d.as_millis() as u64)));
+                self.net_waiters
+                    .push((id, t.map(|d| now + d.as_millis() as u64)));
             }
             Step::Wait(Request::Yield) => self.yielders.push(id),
+            Step::Wait(Request::SwitchRoot { root, init }) => {
+                let err = self.switch_root(&root, &init);
+                self.log(&format!("switch_root: {err}"));
+                let step = self.rt.resume(id, err);
+                self.handle_step(id, step);
+            }
             Step::Done => {
                 if self.boot_task == Some(id) {
                     self.boot_script_finished();
                 }
             }
             Step::Failed(msg) => {
-                let name = if self.boot_task == Some(id) { "init.lua" } else { "task" };
+                let name = if self.boot_task == Some(id) {
+                    "init.lua"
+                } else {
+                    "task"
+                };
                 self.log(&format!("Lua error in {name}: {msg}"));
                 self.push_lua_error(msg);
                 if self.boot_task == Some(id) {
                     self.boot_script_finished();
                 }
             }
+        }
+    }
+
+    /// Hands PID 1 over to `init` on `root`. Returns only on failure.
+    fn switch_root(&mut self, root: &str, init: &str) -> String {
+        if self.opts.mode != Mode::System {
+            return format!(
+                "switch_root is only possible as PID 1 of a machine (this is {} mode)",
+                self.opts.mode.name()
+            );
+        }
+        if !self.sup.all_down() || self.sup.services.values().any(|s| s.state.pid().is_some()) {
+            return "switch_root: services are running; call it from init.lua before they start"
+                .into();
+        }
+        self.log(&format!("switching root to {root}, exec {init}"));
+        self.console.borrow_mut().drain(1000);
+        if let Err(e) = crate::stage1::switch_root(root, init) {
+            return e;
+        }
+        // The new init gets a clean signal mask; everything moonlit holds is
+        // close-on-exec and goes away with this image.
+        let _ = nix::sys::signal::sigprocmask(
+            nix::sys::signal::SigmaskHow::SIG_SETMASK,
+            Some(&SigSet::empty()),
+            None,
+        );
+        let e = crate::sys::exec(&[init]);
+        let _ = nix::sys::signal::sigprocmask(
+            nix::sys::signal::SigmaskHow::SIG_BLOCK,
+            Some(&SigSet::all()),
+            None,
+        );
+        // The root has moved: there is no way back.
+        self.fatal(&format!("exec {init} after switch_root: {e}"))
+    }
+
+    /// `moonlit.rescue`: a shell on the real console, beside the normal boot.
+    fn start_rescue_shell(&mut self) {
+        let Some(tty) = crate::stage1::console_tty() else {
+            self.log("rescue: no console tty found in /sys/class/tty/console/active");
+            return;
+        };
+        let argv: Vec<String> = if std::path::Path::new("/bin/sh").exists() {
+            vec!["/bin/sh".into()]
+        } else if std::path::Path::new("/bin/busybox").exists() {
+            vec!["/bin/busybox".into(), "sh".into()]
+        } else {
+            self.log("rescue: no /bin/sh or /bin/busybox");
+            return;
+        };
+        let open = || {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&tty)
+                .map(OwnedFd::from)
+        };
+        let fds = (open(), open(), open());
+        let (Ok(i), Ok(o), Ok(e)) = fds else {
+            self.log(&format!("rescue: cannot open {tty}"));
+            return;
+        };
+        let mut s = SpawnSpec::new(argv);
+        s.env.insert("PS1".into(), "moonlit-rescue# ".into());
+        s.env.insert("TERM".into(), "linux".into());
+        s.stdin = StdioSpec::Fd(i);
+        s.stdout = StdioSpec::Fd(o);
+        s.stderr = StdioSpec::Fd(e);
+        s.ctty = true;
+        match spawn::spawn(s) {
+            Ok(pid) => {
+                self.rescue_pid = Some(pid);
+                self.log(&format!("rescue shell started on {tty} (pid {pid})"));
+            }
+            Err(e) => self.log(&format!("rescue: {e}")),
         }
     }
 
@@ -509,8 +675,12 @@ impl Init {
                     queue.extend(self.sup.spawned(&name, res, now_ms()));
                 }
                 Action::Signal { service, pid, sig } => {
-                    let Some(p) = Pid::from_raw(pid as i32) else { continue };
-                    let Some(s) = Signal::from_named_raw(sig) else { continue };
+                    let Some(p) = Pid::from_raw(pid as i32) else {
+                        continue;
+                    };
+                    let Some(s) = Signal::from_named_raw(sig) else {
+                        continue;
+                    };
                     // The service leads its own session and process group:
                     // signal the group so its children hear it too.
                     if rustix::process::kill_process_group(p, s).is_err() {
@@ -527,19 +697,33 @@ impl Init {
         if let Some(id) = self.log_ids.get(name) {
             return Ok(*id);
         }
-        let cap = self.sup.services.get(name).map_or(65536, |s| s.spec.log_buffer);
+        let cap = self
+            .sup
+            .services
+            .get(name)
+            .map_or(65536, |s| s.spec.log_buffer);
         let log = ServiceLog::new(name, cap).map_err(|e| format!("log pipe: {e}"))?;
         let id = self.next_log;
         self.next_log += 1;
-        epoll::add(&self.epoll, log.read_fd(), EventData::new_u64(T_LOG | u64::from(id)), EventFlags::IN)
-            .map_err(|e| format!("epoll_ctl(log pipe): {e}"))?;
+        epoll::add(
+            &self.epoll,
+            log.read_fd(),
+            EventData::new_u64(T_LOG | u64::from(id)),
+            EventFlags::IN,
+        )
+        .map_err(|e| format!("epoll_ctl(log pipe): {e}"))?;
         self.logs.insert(id, log);
         self.log_ids.insert(name.to_string(), id);
         Ok(id)
     }
 
     fn spawn_service(&mut self, name: &str) -> Result<u32, String> {
-        let spec = self.sup.services.get(name).map(|s| s.spec.clone()).ok_or("unknown service")?;
+        let spec = self
+            .sup
+            .services
+            .get(name)
+            .map(|s| s.spec.clone())
+            .ok_or("unknown service")?;
         let id = self.log_for(name)?;
         let log = self.logs.get_mut(&id).ok_or("log pipe vanished")?;
         log.set_file(spec.log_file.as_deref())?;
@@ -560,7 +744,9 @@ impl Init {
     }
 
     fn on_log(&mut self, id: u32) {
-        let Some(log) = self.logs.get_mut(&id) else { return };
+        let Some(log) = self.logs.get_mut(&id) else {
+            return;
+        };
         let lines = log.read_lines(1 << 20);
         if lines.is_empty() {
             return;
@@ -576,11 +762,22 @@ impl Init {
     }
 
     fn send_to_followers(&mut self, name: &str, lines: &[String]) {
-        let Some(c) = self.control.as_mut() else { return };
-        let followers: Vec<u64> = c.clients.iter().filter(|(_, cl)| cl.follow.as_deref() == Some(name)).map(|(id, _)| *id).collect();
+        let Some(c) = self.control.as_mut() else {
+            return;
+        };
+        let followers: Vec<u64> = c
+            .clients
+            .iter()
+            .filter(|(_, cl)| cl.follow.as_deref() == Some(name))
+            .map(|(id, _)| *id)
+            .collect();
         for id in followers {
             for l in lines {
-                c.send(id, &json!({"v": PROTOCOL_VERSION, "service": name, "log": l}), false);
+                c.send(
+                    id,
+                    &json!({"v": PROTOCOL_VERSION, "service": name, "log": l}),
+                    false,
+                );
             }
         }
     }
@@ -596,7 +793,11 @@ impl Init {
                     } else if signo == NixSignal::SIGHUP as i32 {
                         self.log("SIGHUP: configuration reload is not available in this version");
                     } else if let Some(power) = signal_action(signo) {
-                        self.log(&format!("received SIG{}: {}", signal_name(signo), power.name()));
+                        self.log(&format!(
+                            "received SIG{}: {}",
+                            signal_name(signo),
+                            power.name()
+                        ));
                         self.begin_shutdown(power, None);
                     } else if self.opts.debug {
                         self.log(&format!("ignoring SIG{}", signal_name(signo)));
@@ -640,6 +841,11 @@ impl Init {
     }
 
     fn route_exit(&mut self, pid: u32, status: ExitStatus, now: Ms) {
+        if self.rescue_pid == Some(pid) {
+            self.rescue_pid = None;
+            self.log(&format!("rescue shell {status}"));
+            return;
+        }
         if let Some(name) = self.sup.by_pid(pid).map(str::to_string) {
             // What the service printed last is shown before its exit is.
             if let Some(id) = self.log_ids.get(&name).copied() {
@@ -662,10 +868,16 @@ impl Init {
 
     fn on_accept(&mut self) {
         let now = now_ms();
-        let Some(c) = self.control.as_mut() else { return };
+        let Some(c) = self.control.as_mut() else {
+            return;
+        };
         let ids = c.accept(now);
         for id in ids {
-            let fd = self.control.as_ref().and_then(|c| c.clients.get(&id)).map(|cl| cl.fd().try_clone_to_owned());
+            let fd = self
+                .control
+                .as_ref()
+                .and_then(|c| c.clients.get(&id))
+                .map(|cl| cl.fd().try_clone_to_owned());
             if let Some(Ok(fd)) = fd {
                 let _ = epoll::add(
                     &self.epoll,
@@ -690,7 +902,9 @@ impl Init {
     }
 
     fn on_client(&mut self, id: u64, flags: EventFlags) {
-        let Some(c) = self.control.as_mut() else { return };
+        let Some(c) = self.control.as_mut() else {
+            return;
+        };
         if flags.contains(EventFlags::OUT) && !c.flush(id) {
             self.drop_client(id);
             return;
@@ -746,7 +960,10 @@ impl Init {
                 match r {
                     Ok((n, actions)) => {
                         self.perform(actions);
-                        (ok(json!({"message": format!("{n}: {cmd} requested")})), false)
+                        (
+                            ok(json!({"message": format!("{n}: {cmd} requested")})),
+                            false,
+                        )
                     }
                     Err(e) => (err(e), false),
                 }
@@ -761,7 +978,12 @@ impl Init {
                 }
                 let count = req.get("lines").and_then(Value::as_u64).unwrap_or(100) as usize;
                 let follow = req.get("follow").and_then(Value::as_bool).unwrap_or(false);
-                let lines = self.log_ids.get(&n).and_then(|i| self.logs.get(i)).map(|l| l.ring.tail(count)).unwrap_or_default();
+                let lines = self
+                    .log_ids
+                    .get(&n)
+                    .and_then(|i| self.logs.get(i))
+                    .map(|l| l.ring.tail(count))
+                    .unwrap_or_default();
                 if follow {
                     if let Some(c) = self.control.as_mut() {
                         if let Some(cl) = c.clients.get_mut(&id) {
@@ -779,7 +1001,10 @@ impl Init {
                 };
                 let code = req.get("code").and_then(Value::as_i64).map(|c| c as i32);
                 self.begin_shutdown(power, code);
-                (ok(json!({"message": format!("{} in progress", power.name())})), false)
+                (
+                    ok(json!({"message": format!("{} in progress", power.name())})),
+                    false,
+                )
             }
             "" => (err("request has no \"cmd\"".into()), false),
             other => (err(format!("unknown command \"{other}\"")), false),
@@ -796,7 +1021,10 @@ impl Init {
             .map(|s| {
                 let (since, detail) = match &s.state {
                     State::Running { since, .. } => (Some(now.saturating_sub(*since)), None),
-                    State::Backoff { until } => (None, Some(format!("restart in {} ms", until.saturating_sub(now)))),
+                    State::Backoff { until } => (
+                        None,
+                        Some(format!("restart in {} ms", until.saturating_sub(now))),
+                    ),
                     State::Failed { reason } => (None, Some(reason.clone())),
                     _ => (None, None),
                 };
@@ -864,14 +1092,18 @@ impl Init {
 
     fn shutdown_phase(&mut self) {
         let now = now_ms();
-        let Some(phase) = self.shutdown.as_ref().map(|s| s.phase) else { return };
+        let Some(phase) = self.shutdown.as_ref().map(|s| s.phase) else {
+            return;
+        };
         let next = match phase {
             Phase::Services if self.sup.all_down() => {
                 self.log("all services stopped; sending TERM to remaining processes");
                 self.reap();
                 shutdown::signal_all(self.opts.mode, Signal::TERM);
                 shutdown::signal_all(self.opts.mode, Signal::CONT);
-                Phase::Term { until: now + GRACE_MS }
+                Phase::Term {
+                    until: now + GRACE_MS,
+                }
             }
             Phase::Term { until } => {
                 self.reap();
@@ -880,7 +1112,9 @@ impl Init {
                 } else if now >= until {
                     self.log("sending KILL to remaining processes");
                     shutdown::signal_all(self.opts.mode, Signal::KILL);
-                    Phase::Kill { until: now + GRACE_MS }
+                    Phase::Kill {
+                        until: now + GRACE_MS,
+                    }
                 } else {
                     phase
                 }
@@ -920,7 +1154,12 @@ impl Init {
                 }
             }
         }
-        let (power, code, started) = self.shutdown.as_ref().map_or((Power::Poweroff, 0, now_ms()), |s| (s.power, s.code, s.started));
+        let (power, code, started) = self
+            .shutdown
+            .as_ref()
+            .map_or((Power::Poweroff, 0, now_ms()), |s| {
+                (s.power, s.code, s.started)
+            });
         if let Some(c) = &self.control {
             let _ = std::fs::remove_file(&c.path);
         }
@@ -937,7 +1176,11 @@ impl Init {
             self.log(&line);
         }
         rustix::fs::sync();
-        self.log(&format!("shutdown complete in {} ms; {}", now_ms().saturating_sub(started), power.name()));
+        self.log(&format!(
+            "shutdown complete in {} ms; {}",
+            now_ms().saturating_sub(started),
+            power.name()
+        ));
         self.console.borrow_mut().drain(2000);
         let why = shutdown::reboot(power);
         self.log(&why);

@@ -26,18 +26,16 @@ pub struct Ring {
 
 impl Ring {
     pub fn new(cap: usize) -> Ring {
-        Ring { cap, ..Ring::default() }
+        Ring {
+            cap,
+            ..Ring::default()
+        }
     }
     pub fn push(&mut self, line: String) {
         self.total += 1;
         self.bytes += line.len();
         self.lines.push_back(line);
-        while self.bytes > self.cap {
-            match self.lines.pop_front() {
-                Some(l) => self.bytes -= l.len(),
-                None => break,
-            }
-        }
+        self.trim();
     }
     /// The last `n` lines.
     pub fn tail(&self, n: usize) -> Vec<String> {
@@ -46,9 +44,9 @@ impl Ring {
     }
     pub fn set_cap(&mut self, cap: usize) {
         self.cap = cap;
-        self.push_nothing();
+        self.trim();
     }
-    fn push_nothing(&mut self) {
+    fn trim(&mut self) {
         while self.bytes > self.cap {
             match self.lines.pop_front() {
                 Some(l) => self.bytes -= l.len(),
@@ -193,7 +191,9 @@ mod tests {
         for i in 0..20 {
             r.push(format!("l{i}"));
         }
-        assert_eq!(r.tail(100), vec!["l15", "l16", "l17", "l18", "l19"]);
+        // 3 bytes a line, 10 bytes of room: the newest three.
+        assert_eq!(r.tail(100), vec!["l17", "l18", "l19"]);
+        assert_eq!(r.tail(2), vec!["l18", "l19"]);
         assert_eq!(r.total, 20);
     }
 

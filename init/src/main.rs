@@ -49,7 +49,10 @@ fn unblock_signals() {
 
 fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
-        let loc = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        let loc = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
         let msg = info
             .payload()
             .downcast_ref::<String>()
@@ -91,7 +94,10 @@ fn kernel_cmdline() -> Vec<(String, String)> {
 }
 
 fn arg_value(args: &[String], name: &str) -> Option<String> {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
 }
 
 /// The console for moonlit's messages: /dev/console in system mode,
@@ -111,8 +117,12 @@ fn open_console(mode: Mode) -> Console {
     match fd {
         Some(fd) => Console::new(fd),
         None => Console::new(
-            rustix::fs::open("/dev/null", rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty())
-                .unwrap_or_else(|_| rescue("no console and no /dev/null")),
+            rustix::fs::open(
+                "/dev/null",
+                rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            )
+            .unwrap_or_else(|_| rescue("no console and no /dev/null")),
         ),
     }
 }
@@ -124,7 +134,11 @@ pub fn rescue(why: &str) -> ! {
     for sh in ["/bin/sh", "/bin/busybox"] {
         if std::path::Path::new(sh).exists() {
             unblock_signals();
-            let argv: &[&str] = if sh.ends_with("busybox") { &[sh, "sh"] } else { &[sh] };
+            let argv: &[&str] = if sh.ends_with("busybox") {
+                &[sh, "sh"]
+            } else {
+                &[sh]
+            };
             eprintln!("moonlit: starting rescue shell {sh}");
             let e = sys::exec(argv);
             eprintln!("moonlit: exec {sh}: {e}");
@@ -163,7 +177,12 @@ fn system_boot(args: &[String], mask: &SigSet) -> ! {
         eprintln!("moonlit: stage 1: {e}");
     }
     let cmdline = kernel_cmdline();
-    let kv = |k: &str| cmdline.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+    let kv = |k: &str| {
+        cmdline
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+    };
     let config_dir = arg_value(args, "--config")
         .or_else(|| std::env::var("MOONLIT_CONFIG").ok())
         .or_else(|| kv("moonlit.config"))
@@ -171,7 +190,9 @@ fn system_boot(args: &[String], mask: &SigSet) -> ! {
     let opts = Options {
         mode,
         config_dir: PathBuf::from(config_dir),
-        control_path: std::env::var("MOONLIT_CONTROL").map(PathBuf::from).unwrap_or_else(|_| "/run/moonlit/control.sock".into()),
+        control_path: std::env::var("MOONLIT_CONTROL")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| "/run/moonlit/control.sock".into()),
         debug: kv("moonlit.debug").is_some(),
         rescue: kv("moonlit.rescue").is_some(),
         cmdline,
@@ -199,7 +220,9 @@ fn run(args: &[String], mask: &SigSet) -> i32 {
             other => return usage_error(&format!("unexpected argument '{other}'")),
         }
     }
-    let Some(dir) = dir else { return usage_error("run needs a configuration directory") };
+    let Some(dir) = dir else {
+        return usage_error("run needs a configuration directory");
+    };
     let dir = match std::fs::canonicalize(&dir) {
         Ok(d) => d,
         Err(e) => {
@@ -232,13 +255,21 @@ fn run(args: &[String], mask: &SigSet) -> i32 {
         return 2;
     }
     use nix::sched::CloneFlags;
-    let flags = CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWNET;
+    let flags = CloneFlags::CLONE_NEWPID
+        | CloneFlags::CLONE_NEWNS
+        | CloneFlags::CLONE_NEWUTS
+        | CloneFlags::CLONE_NEWIPC
+        | CloneFlags::CLONE_NEWNET;
     if let Err(e) = nix::sched::unshare(flags) {
         eprintln!("moonlit: unshare(pid, mount, uts, ipc, net): {e}");
         return 70;
     }
     match sys::fork_process() {
         Ok(sys::Forked::Child) => {
+            // If `moonlit run` dies, the whole sandbox goes with it.
+            let _ = rustix::process::set_parent_process_death_signal(Some(
+                rustix::process::Signal::KILL,
+            ));
             let t0 = now_ms();
             let (_m, errors) = stage1::sandbox();
             for e in &errors {
@@ -290,7 +321,9 @@ fn sandbox_parent(child: u32, mask: &SigSet) -> i32 {
 }
 
 fn check(args: &[String]) -> i32 {
-    let Some(dir) = args.first() else { return usage_error("check needs a configuration directory") };
+    let Some(dir) = args.first() else {
+        return usage_error("check needs a configuration directory");
+    };
     let dir = PathBuf::from(dir);
     let info = moonlit_config::runtime::BootInfo {
         mode: "check".into(),
@@ -299,7 +332,8 @@ fn check(args: &[String]) -> i32 {
         cmdline: Vec::new(),
     };
     let log: moonlit_config::runtime::LogFn = std::rc::Rc::new(|m: &str| println!("lua: {m}"));
-    let modules: [moonlit_config::runtime::Registrar; 2] = [moonlit_sys::register, moonlit_net::register];
+    let modules: [moonlit_config::runtime::Registrar; 2] =
+        [moonlit_sys::register, moonlit_net::register];
     let rt = match moonlit_config::Runtime::new(Default::default(), &info, log, &modules) {
         Ok(rt) => rt,
         Err(e) => {
@@ -310,7 +344,10 @@ fn check(args: &[String]) -> i32 {
     let (files, io_errors) = moonlit_config::modules::discover(&dir);
     let mut results: Vec<moonlit_config::plan::ModuleResult> = io_errors
         .into_iter()
-        .map(|e| moonlit_config::plan::ModuleResult { module: e.module.clone(), decls: Err(e) })
+        .map(|e| moonlit_config::plan::ModuleResult {
+            module: e.module.clone(),
+            decls: Err(e),
+        })
         .collect();
     for f in &files {
         results.push(moonlit_config::plan::ModuleResult {
@@ -326,7 +363,11 @@ fn check(args: &[String]) -> i32 {
             }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => errors.push(moonlit_config::ConfigError::new(moonlit_config::ErrorKind::Io, "init.lua", format!("init.lua: {e}"))),
+        Err(e) => errors.push(moonlit_config::ConfigError::new(
+            moonlit_config::ErrorKind::Io,
+            "init.lua",
+            format!("init.lua: {e}"),
+        )),
     }
     for e in &errors {
         eprintln!("error: {e}");

@@ -45,14 +45,37 @@ pub fn children() -> Vec<u32> {
     let me = rustix::process::getpid().as_raw_nonzero().get() as u32;
     let mut out = Vec::new();
     if let Ok(text) = std::fs::read_to_string(format!("/proc/{me}/task/{me}/children")) {
-        out.extend(text.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+        out.extend(
+            text.split_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok()),
+        );
     }
     out
 }
 
 const VIRTUAL_FS: &[&str] = &[
-    "proc", "sysfs", "devtmpfs", "devpts", "cgroup", "cgroup2", "securityfs", "debugfs", "tracefs", "pstore", "bpf", "mqueue", "configfs",
-    "fusectl", "efivarfs", "hugetlbfs", "binfmt_misc", "autofs", "rootfs", "ramfs", "tmpfs", "nsfs",
+    "proc",
+    "sysfs",
+    "devtmpfs",
+    "devpts",
+    "cgroup",
+    "cgroup2",
+    "securityfs",
+    "debugfs",
+    "tracefs",
+    "pstore",
+    "bpf",
+    "mqueue",
+    "configfs",
+    "fusectl",
+    "efivarfs",
+    "hugetlbfs",
+    "binfmt_misc",
+    "autofs",
+    "rootfs",
+    "ramfs",
+    "tmpfs",
+    "nsfs",
 ];
 
 /// Unmounts real filesystems in reverse mount order; what stays busy is
@@ -82,7 +105,11 @@ pub fn unmount_all() -> Vec<String> {
                 let ro = rustix::mount::mount_remount(target.as_str(), MountFlags::RDONLY, "");
                 log.push(format!(
                     "{target}: unmount failed ({e}), {}",
-                    if ro.is_ok() { "remounted read-only" } else { "could not remount read-only" }
+                    if ro.is_ok() {
+                        "remounted read-only"
+                    } else {
+                        "could not remount read-only"
+                    }
                 ));
             }
         }

@@ -27,12 +27,22 @@ pub fn is_mountpoint(path: &str) -> bool {
     me.dev() != parent.dev() || me.ino() == parent.ino()
 }
 
-fn mount_if_absent(path: &str, fstype: &str, flags: MountFlags, data: Option<&CStr>, out: &mut Vec<String>) -> Result<(), MountError> {
+fn mount_if_absent(
+    path: &str,
+    fstype: &str,
+    flags: MountFlags,
+    data: Option<&CStr>,
+    out: &mut Vec<String>,
+) -> Result<(), MountError> {
     if is_mountpoint(path) {
         return Ok(());
     }
     if let Err(e) = std::fs::create_dir_all(path) {
-        return Err(MountError { what: "mkdir", path: path.into(), source: e });
+        return Err(MountError {
+            what: "mkdir",
+            path: path.into(),
+            source: e,
+        });
     }
     rustix::mount::mount(fstype, path, fstype, flags, data).map_err(|e| MountError {
         what: "mount",
@@ -68,7 +78,12 @@ pub fn system() -> (Vec<String>, Vec<MountError>) {
         ("/proc", "proc", nosuid | nodev | noexec, None),
         ("/sys", "sysfs", nosuid | nodev | noexec, None),
         ("/dev", "devtmpfs", nosuid, Some(c"mode=0755")),
-        ("/dev/pts", "devpts", nosuid | noexec, Some(c"gid=5,mode=0620,ptmxmode=0666")),
+        (
+            "/dev/pts",
+            "devpts",
+            nosuid | noexec,
+            Some(c"gid=5,mode=0620,ptmxmode=0666"),
+        ),
         ("/dev/shm", "tmpfs", nosuid | nodev, Some(c"mode=1777")),
         ("/run", "tmpfs", nosuid | nodev, Some(c"mode=0755")),
     ];
@@ -90,14 +105,25 @@ pub fn system() -> (Vec<String>, Vec<MountError>) {
 pub fn sandbox() -> (Vec<String>, Vec<MountError>) {
     let mut done = Vec::new();
     let mut errors = Vec::new();
-    if let Err(e) = rustix::mount::mount_change("/", MountPropagationFlags::REC | MountPropagationFlags::PRIVATE) {
-        errors.push(MountError { what: "make private", path: "/".into(), source: e.into() });
+    if let Err(e) = rustix::mount::mount_change(
+        "/",
+        MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
+    ) {
+        errors.push(MountError {
+            what: "make private",
+            path: "/".into(),
+            source: e.into(),
+        });
     }
     let flags = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
     for (path, fstype) in [("/proc", "proc"), ("/sys", "sysfs")] {
         match rustix::mount::mount(fstype, path, fstype, flags, None) {
             Ok(()) => done.push(format!("{path} ({fstype})")),
-            Err(e) => errors.push(MountError { what: "mount", path: path.into(), source: e.into() }),
+            Err(e) => errors.push(MountError {
+                what: "mount",
+                path: path.into(),
+                source: e.into(),
+            }),
         }
     }
     (done, errors)
@@ -110,8 +136,18 @@ pub fn ensure_stdio() {
         if crate::sys::fd_is_open(fd) {
             continue;
         }
-        let opened = rustix::fs::open("/dev/console", rustix::fs::OFlags::RDWR | rustix::fs::OFlags::NOCTTY, rustix::fs::Mode::empty())
-            .or_else(|_| rustix::fs::open("/dev/null", rustix::fs::OFlags::RDWR, rustix::fs::Mode::empty()));
+        let opened = rustix::fs::open(
+            "/dev/console",
+            rustix::fs::OFlags::RDWR | rustix::fs::OFlags::NOCTTY,
+            rustix::fs::Mode::empty(),
+        )
+        .or_else(|_| {
+            rustix::fs::open(
+                "/dev/null",
+                rustix::fs::OFlags::RDWR,
+                rustix::fs::Mode::empty(),
+            )
+        });
         if let Ok(f) = opened {
             use std::os::fd::AsRawFd;
             if f.as_raw_fd() == fd {
@@ -122,4 +158,53 @@ pub fn ensure_stdio() {
             }
         }
     }
+}
+
+/// Moves the API filesystems into `root`, makes `root` the new `/` and
+/// returns so the caller can exec the new init. `root` must be a mount
+/// point (as switch_root(8) requires). On error nothing has moved if the
+/// error names an earlier step than "move root".
+pub fn switch_root(root: &str, init: &str) -> Result<(), String> {
+    if !is_mountpoint(root) {
+        return Err(format!("{root} is not a mount point"));
+    }
+    let init_in_root = format!(
+        "{}/{}",
+        root.trim_end_matches('/'),
+        init.trim_start_matches('/')
+    );
+    if std::fs::metadata(&init_in_root).is_err() {
+        // Follow a symlink inside the new root by hand would need a chroot;
+        // accept a dangling-looking link (e.g. /sbin/init -> ../bin/moonlit).
+        if std::fs::symlink_metadata(&init_in_root).is_err() {
+            return Err(format!("{init} not found in {root}"));
+        }
+    }
+    for dir in ["/dev", "/proc", "/sys", "/run"] {
+        if !is_mountpoint(dir) {
+            continue;
+        }
+        let target = format!("{}{dir}", root.trim_end_matches('/'));
+        let _ = std::fs::create_dir_all(&target);
+        if let Err(e) = rustix::mount::mount_move(dir, target.as_str()) {
+            // Not fatal: the new init mounts what is missing.
+            let _ = rustix::mount::unmount(dir, rustix::mount::UnmountFlags::DETACH);
+            eprintln!("moonlit: switch_root: move {dir}: {e}");
+        }
+    }
+    rustix::process::chdir(root).map_err(|e| format!("chdir {root}: {e}"))?;
+    rustix::mount::mount_move(".", "/").map_err(|e| format!("move root {root} to /: {e}"))?;
+    rustix::process::chroot(".").map_err(|e| format!("chroot: {e}"))?;
+    rustix::process::chdir("/").map_err(|e| format!("chdir /: {e}"))?;
+    Ok(())
+}
+
+/// The real console device (e.g. /dev/ttyS0), from
+/// /sys/class/tty/console/active (its last entry is the preferred one).
+pub fn console_tty() -> Option<String> {
+    let active = std::fs::read_to_string("/sys/class/tty/console/active").ok()?;
+    active
+        .split_whitespace()
+        .last()
+        .map(|t| format!("/dev/{t}"))
 }

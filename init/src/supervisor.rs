@@ -24,15 +24,29 @@ pub enum State {
     Waiting,
     /// Asked the loop to spawn it; no pid yet.
     Starting,
-    Running { pid: u32, since: Ms },
+    Running {
+        pid: u32,
+        since: Ms,
+    },
     /// Stop signal sent; SIGKILL at `deadline`.
-    Stopping { pid: u32, deadline: Ms, killed: bool, then_start: bool },
+    Stopping {
+        pid: u32,
+        deadline: Ms,
+        killed: bool,
+        then_start: bool,
+    },
     /// Waiting out a restart delay.
-    Backoff { until: Ms },
+    Backoff {
+        until: Ms,
+    },
     /// Ran and ended, not to be restarted (oneshot done, or policy says no).
-    Exited { status: ExitStatus },
+    Exited {
+        status: ExitStatus,
+    },
     /// Gave up: crash loop, spawn failure loop, or a required service failed.
-    Failed { reason: String },
+    Failed {
+        reason: String,
+    },
 }
 
 impl State {
@@ -61,7 +75,11 @@ impl State {
 pub enum Action {
     Spawn(String),
     /// Signal the service's process group (it leads its own session).
-    Signal { service: String, pid: u32, sig: i32 },
+    Signal {
+        service: String,
+        pid: u32,
+        sig: i32,
+    },
     Log(String),
 }
 
@@ -160,7 +178,10 @@ impl Supervisor {
     }
 
     pub fn by_pid(&self, pid: u32) -> Option<&str> {
-        self.services.iter().find(|(_, s)| s.state.pid() == Some(pid)).map(|(n, _)| n.as_str())
+        self.services
+            .iter()
+            .find(|(_, s)| s.state.pid() == Some(pid))
+            .map(|(n, _)| n.as_str())
     }
 
     /// The earliest moment `tick` has something to do.
@@ -182,13 +203,27 @@ impl Supervisor {
         for (name, s) in self.services.iter_mut() {
             match s.state.clone() {
                 State::Backoff { until } if until <= now => s.state = State::Stopped,
-                State::Stopping { pid, deadline, killed, then_start } if deadline <= now && !killed => {
+                State::Stopping {
+                    pid,
+                    deadline,
+                    killed,
+                    then_start,
+                } if deadline <= now && !killed => {
                     actions.push(Action::Log(format!(
                         "{name}: still running {} ms after its stop signal, sending KILL",
                         s.spec.stop_timeout.as_millis()
                     )));
-                    actions.push(Action::Signal { service: name.clone(), pid, sig: 9 });
-                    s.state = State::Stopping { pid, deadline: now + 5000, killed: true, then_start };
+                    actions.push(Action::Signal {
+                        service: name.clone(),
+                        pid,
+                        sig: 9,
+                    });
+                    s.state = State::Stopping {
+                        pid,
+                        deadline: now + 5000,
+                        killed: true,
+                        then_start,
+                    };
                 }
                 _ => {}
             }
@@ -203,7 +238,9 @@ impl Supervisor {
         // Starts, in dependency order, so one pass settles a chain of oneshots
         // only as far as their exits allow.
         for name in self.order.clone() {
-            let Some(s) = self.services.get(&name) else { continue };
+            let Some(s) = self.services.get(&name) else {
+                continue;
+            };
             if !matches!(s.state, State::Stopped | State::Waiting) || !s.wanted(false) {
                 continue;
             }
@@ -212,7 +249,10 @@ impl Supervisor {
             for d in &s.spec.requires {
                 match self.services.get(d) {
                     Some(dep) if dep.up() => {}
-                    Some(dep) if matches!(dep.state, State::Failed { .. }) || (matches!(dep.state, State::Exited { .. }) && !dep.up()) => {
+                    Some(dep)
+                        if matches!(dep.state, State::Failed { .. })
+                            || (matches!(dep.state, State::Exited { .. }) && !dep.up()) =>
+                    {
                         failed_dep = Some(d.clone())
                     }
                     _ => blocked = Some(d.clone()),
@@ -256,13 +296,21 @@ impl Supervisor {
                 _ => continue,
             };
             let has_live_dependent = self.services.values().any(|o| {
-                o.spec.deps().any(|d| d == &name) && matches!(o.state, State::Running { .. } | State::Stopping { .. } | State::Starting)
+                o.spec.deps().any(|d| d == &name)
+                    && matches!(
+                        o.state,
+                        State::Running { .. } | State::Stopping { .. } | State::Starting
+                    )
             });
             if has_live_dependent {
                 continue;
             }
             let s = self.services.get_mut(&name).expect("listed");
-            actions.push(Action::Signal { service: name.clone(), pid, sig: s.spec.stop_signal });
+            actions.push(Action::Signal {
+                service: name.clone(),
+                pid,
+                sig: s.spec.stop_signal,
+            });
             s.state = State::Stopping {
                 pid,
                 deadline: now + s.spec.stop_timeout.as_millis() as u64,
@@ -274,13 +322,17 @@ impl Supervisor {
 
     /// Every service process has ended.
     pub fn all_down(&self) -> bool {
-        self.services.values().all(|s| s.state.pid().is_none() && s.state != State::Starting)
+        self.services
+            .values()
+            .all(|s| s.state.pid().is_none() && s.state != State::Starting)
     }
 
     /// The loop spawned `name` (or failed to).
     pub fn spawned(&mut self, name: &str, result: Result<u32, String>, now: Ms) -> Vec<Action> {
         let mut actions = Vec::new();
-        let Some(s) = self.services.get_mut(name) else { return actions };
+        let Some(s) = self.services.get_mut(name) else {
+            return actions;
+        };
         match result {
             Ok(pid) => s.state = State::Running { pid, since: now },
             Err(e) => {
@@ -301,7 +353,9 @@ impl Supervisor {
     fn ended(&mut self, name: &str, status: ExitStatus, now: Ms) -> Vec<Action> {
         let mut actions = Vec::new();
         let shutting_down = self.shutting_down;
-        let Some(s) = self.services.get_mut(name) else { return actions };
+        let Some(s) = self.services.get_mut(name) else {
+            return actions;
+        };
         s.last_exit = Some(status);
         let state = s.state.clone();
         match state {
@@ -323,7 +377,11 @@ impl Supervisor {
                     };
                 if !again {
                     actions.push(Action::Log(format!("{name}: {status}")));
-                    s.state = if shutting_down { State::Stopped } else { State::Exited { status } };
+                    s.state = if shutting_down {
+                        State::Stopped
+                    } else {
+                        State::Exited { status }
+                    };
                     if s.spec.main && !shutting_down {
                         self.main_exit = Some(status.code());
                     }
@@ -334,7 +392,11 @@ impl Supervisor {
                 }
                 s.consecutive += 1;
                 let window = s.spec.burst.interval.as_millis() as u64;
-                while s.recent.front().is_some_and(|t| now.saturating_sub(*t) > window) {
+                while s
+                    .recent
+                    .front()
+                    .is_some_and(|t| now.saturating_sub(*t) > window)
+                {
                     s.recent.pop_front();
                 }
                 if s.recent.len() as u32 >= s.spec.burst.count {
@@ -359,7 +421,11 @@ impl Supervisor {
                     s.restarts,
                     delay as f64 / 1000.0
                 )));
-                s.state = if delay == 0 { State::Stopped } else { State::Backoff { until: now + delay } };
+                s.state = if delay == 0 {
+                    State::Stopped
+                } else {
+                    State::Backoff { until: now + delay }
+                };
             }
             _ => {}
         }
@@ -375,7 +441,10 @@ impl Supervisor {
         let mut first = true;
         let mut outcome = "starting";
         while let Some(n) = todo.pop() {
-            let s = self.services.get_mut(&n).ok_or_else(|| format!("no such service \"{n}\""))?;
+            let s = self
+                .services
+                .get_mut(&n)
+                .ok_or_else(|| format!("no such service \"{n}\""))?;
             s.manual_stop = false;
             if first {
                 s.spec.enabled = true;
@@ -386,8 +455,18 @@ impl Supervisor {
                         outcome = "already running";
                     }
                 }
-                State::Stopping { pid, deadline, killed, .. } => {
-                    s.state = State::Stopping { pid, deadline, killed, then_start: true };
+                State::Stopping {
+                    pid,
+                    deadline,
+                    killed,
+                    ..
+                } => {
+                    s.state = State::Stopping {
+                        pid,
+                        deadline,
+                        killed,
+                        then_start: true,
+                    };
                 }
                 State::Exited { .. } | State::Failed { .. } | State::Backoff { .. } => {
                     s.state = State::Stopped;
@@ -417,7 +496,9 @@ impl Supervisor {
         for d in dependents {
             if self.services[&d].state.pid().is_some() {
                 actions.extend(self.stop_one(&d, now, false));
-                actions.push(Action::Log(format!("{d}: stopping because it requires \"{name}\"")));
+                actions.push(Action::Log(format!(
+                    "{d}: stopping because it requires \"{name}\""
+                )));
             }
         }
         actions.extend(self.stop_one(name, now, true));
@@ -426,13 +507,19 @@ impl Supervisor {
 
     fn stop_one(&mut self, name: &str, now: Ms, manual: bool) -> Vec<Action> {
         let mut actions = Vec::new();
-        let Some(s) = self.services.get_mut(name) else { return actions };
+        let Some(s) = self.services.get_mut(name) else {
+            return actions;
+        };
         if manual {
             s.manual_stop = true;
         }
         match s.state {
             State::Running { pid, .. } if pid != 0 => {
-                actions.push(Action::Signal { service: name.into(), pid, sig: s.spec.stop_signal });
+                actions.push(Action::Signal {
+                    service: name.into(),
+                    pid,
+                    sig: s.spec.stop_signal,
+                });
                 s.state = State::Stopping {
                     pid,
                     deadline: now + s.spec.stop_timeout.as_millis() as u64,
@@ -440,10 +527,23 @@ impl Supervisor {
                     then_start: false,
                 };
             }
-            State::Stopping { pid, deadline, killed, .. } => {
-                s.state = State::Stopping { pid, deadline, killed, then_start: false };
+            State::Stopping {
+                pid,
+                deadline,
+                killed,
+                ..
+            } => {
+                s.state = State::Stopping {
+                    pid,
+                    deadline,
+                    killed,
+                    then_start: false,
+                };
             }
-            State::Backoff { .. } | State::Waiting | State::Failed { .. } | State::Exited { .. } => s.state = State::Stopped,
+            State::Backoff { .. }
+            | State::Waiting
+            | State::Failed { .. }
+            | State::Exited { .. } => s.state = State::Stopped,
             _ => {}
         }
         actions
@@ -451,7 +551,10 @@ impl Supervisor {
 
     /// `ctl restart`: stop (if running) then start.
     pub fn restart(&mut self, name: &str, now: Ms) -> Result<Vec<Action>, String> {
-        let s = self.services.get_mut(name).ok_or_else(|| format!("no such service \"{name}\""))?;
+        let s = self
+            .services
+            .get_mut(name)
+            .ok_or_else(|| format!("no such service \"{name}\""))?;
         s.manual_stop = false;
         s.spec.enabled = true;
         match s.state {
@@ -463,7 +566,11 @@ impl Supervisor {
                     killed: false,
                     then_start: true,
                 };
-                Ok(vec![Action::Signal { service: name.into(), pid, sig }])
+                Ok(vec![Action::Signal {
+                    service: name.into(),
+                    pid,
+                    sig,
+                }])
             }
             _ => {
                 self.start(name)?;
@@ -482,7 +589,10 @@ impl Supervisor {
             && self.services.values().all(|s| {
                 matches!(
                     s.state,
-                    State::Running { .. } | State::Exited { .. } | State::Failed { .. } | State::Backoff { .. }
+                    State::Running { .. }
+                        | State::Exited { .. }
+                        | State::Failed { .. }
+                        | State::Backoff { .. }
                 ) || (!s.wanted(self.shutting_down) && matches!(s.state, State::Stopped))
                     || (s.spec.oneshot && matches!(s.state, State::Running { .. }))
             })
@@ -521,7 +631,10 @@ mod tests {
                 max: Duration::from_millis(1000),
                 reset_after: Duration::from_secs(10),
             },
-            burst: Burst { count: 5, interval: Duration::from_secs(10) },
+            burst: Burst {
+                count: 5,
+                interval: Duration::from_secs(10),
+            },
             log_file: None,
             log_buffer: 1024,
             console: true,
@@ -537,7 +650,15 @@ mod tests {
     }
 
     fn spawns(a: &[Action]) -> Vec<String> {
-        a.iter().filter_map(|a| if let Action::Spawn(n) = a { Some(n.clone()) } else { None }).collect()
+        a.iter()
+            .filter_map(|a| {
+                if let Action::Spawn(n) = a {
+                    Some(n.clone())
+                } else {
+                    None
+                }
+            })
+            .collect()
     }
 
     #[test]
@@ -572,7 +693,10 @@ mod tests {
         let mut s = sup(vec![setup, app]);
         assert_eq!(spawns(&s.step(0)), vec!["setup"]);
         s.spawned("setup", Ok(5), 0);
-        assert!(spawns(&s.step(1)).is_empty(), "app must wait while setup runs");
+        assert!(
+            spawns(&s.step(1)).is_empty(),
+            "app must wait while setup runs"
+        );
         s.exited(5, ExitStatus::Exited(0), 2).expect("service pid");
         assert_eq!(spawns(&s.step(3)), vec!["app"]);
     }
@@ -647,7 +771,14 @@ mod tests {
         s.step(0);
         s.spawned("a", Ok(7), 0);
         let a = s.stop("a", 5).expect("known");
-        assert_eq!(a, vec![Action::Signal { service: "a".into(), pid: 7, sig: 15 }]);
+        assert_eq!(
+            a,
+            vec![Action::Signal {
+                service: "a".into(),
+                pid: 7,
+                sig: 15
+            }]
+        );
         s.exited(7, ExitStatus::Signaled(15), 6);
         assert_eq!(s.services["a"].state, State::Stopped);
         assert!(spawns(&s.step(100_000)).is_empty());
@@ -661,8 +792,15 @@ mod tests {
         s.step(0);
         s.spawned("a", Ok(7), 0);
         s.stop("a", 0).expect("known");
-        assert!(s.step(1999).iter().all(|a| !matches!(a, Action::Signal { sig: 9, .. })));
-        assert!(s.step(2000).contains(&Action::Signal { service: "a".into(), pid: 7, sig: 9 }));
+        assert!(s
+            .step(1999)
+            .iter()
+            .all(|a| !matches!(a, Action::Signal { sig: 9, .. })));
+        assert!(s.step(2000).contains(&Action::Signal {
+            service: "a".into(),
+            pid: 7,
+            sig: 9
+        }));
     }
 
     #[test]
@@ -693,10 +831,24 @@ mod tests {
         s.spawned("web", Ok(2), 1);
         s.begin_shutdown();
         let a = s.step(10);
-        assert_eq!(a, vec![Action::Signal { service: "web".into(), pid: 2, sig: 15 }]);
+        assert_eq!(
+            a,
+            vec![Action::Signal {
+                service: "web".into(),
+                pid: 2,
+                sig: 15
+            }]
+        );
         s.exited(2, ExitStatus::Signaled(15), 11);
         let a = s.step(12);
-        assert_eq!(a, vec![Action::Signal { service: "db".into(), pid: 1, sig: 15 }]);
+        assert_eq!(
+            a,
+            vec![Action::Signal {
+                service: "db".into(),
+                pid: 1,
+                sig: 15
+            }]
+        );
         s.exited(1, ExitStatus::Signaled(15), 13);
         assert!(s.all_down());
     }
@@ -718,7 +870,9 @@ mod tests {
         let mut s = sup(vec![spec("a")]);
         s.step(0);
         let a = s.spawned("a", Err("no such file".into()), 0);
-        assert!(a.iter().any(|a| matches!(a, Action::Log(m) if m.contains("cannot start"))));
+        assert!(a
+            .iter()
+            .any(|a| matches!(a, Action::Log(m) if m.contains("cannot start"))));
         assert_eq!(s.services["a"].restarts, 1);
     }
 }

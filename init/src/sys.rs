@@ -55,6 +55,8 @@ pub fn dup_onto(src: &std::os::fd::OwnedFd, target: std::os::fd::RawFd) {
 
 /// Replaces this process with `argv` (a rescue shell). Returns only on failure.
 pub fn exec(argv: &[&str]) -> std::io::Error {
-    let err = std::os::unix::process::CommandExt::exec(std::process::Command::new(argv[0]).args(&argv[1..]));
+    let err = std::os::unix::process::CommandExt::exec(
+        std::process::Command::new(argv[0]).args(&argv[1..]),
+    );
     err
 }

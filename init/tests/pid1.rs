@@ -1,0 +1,545 @@
+//! moonlit as PID 1 of fresh pid/mount/uts/ipc/net namespaces (root).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{read, Sandbox};
+
+/// Parses "[   12.345] ..." console timestamps.
+fn stamp(line: &str) -> f64 {
+    line.trim_start_matches('[')
+        .split(']')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("no timestamp in {line:?}"))
+}
+
+#[test]
+fn reaps_a_thousand_orphaned_grandchildren() {
+    let mut sb = Sandbox::start(
+        "orphans",
+        &[(
+            "services/orphans.lua",
+            r#"service "maker" {
+                 oneshot = true,
+                 exec = { "/bin/sh", "-c", "i=0; while [ $i -lt 1000 ]; do (sleep 0.3 &); i=$((i+1)); done; echo made" },
+               }"#,
+        )],
+    );
+    sb.ready();
+    sb.wait_line("maker: made", 60);
+    let st = sb.wait_status("1000 orphans reaped", 60, |s| {
+        s["orphans_reaped"].as_u64().unwrap_or(0) >= 1000
+    });
+    assert!(st["orphans_reaped"].as_u64().unwrap_or(0) >= 1000);
+    // Nothing in the namespace is left as a zombie.
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let procs = sb.ns_processes();
+        let zombies: Vec<_> = procs.iter().filter(|p| p.1 == 'Z').collect();
+        let sleepers = procs.iter().filter(|p| p.2 == "sleep").count();
+        if zombies.is_empty() && sleepers == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "zombies left: {zombies:?} ({sleepers} sleepers)"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(sb.poweroff(&[]), 0);
+}
+
+#[test]
+fn crashing_service_backs_off_then_is_marked_failed() {
+    let sb = Sandbox::start(
+        "crash",
+        &[(
+            "services/crash.lua",
+            r#"service "crash" {
+                 exec = { "/bin/sh", "-c", "echo run; exit 3" },
+                 backoff = { initial = 0.1, max = 5 },
+                 burst = { count = 5, interval = 60 },
+               }"#,
+        )],
+    );
+    sb.wait_line("crash: failed:", 30);
+    let console = sb.console();
+    // The announced delays grow: 0, then 0.1 doubling.
+    let delays: Vec<f64> = console
+        .lines()
+        .filter(|l| l.contains("moonlit: crash: exited with code 3, restart #"))
+        .map(|l| {
+            l.rsplit(" in ")
+                .next()
+                .and_then(|d| d.trim_end_matches(" s").parse().ok())
+                .expect("delay")
+        })
+        .collect();
+    assert_eq!(delays, vec![0.0, 0.1, 0.2, 0.4, 0.8], "console:\n{console}");
+    // And the runs really were spaced that way.
+    let runs: Vec<f64> = console
+        .lines()
+        .filter(|l| l.ends_with("crash: run"))
+        .map(stamp)
+        .collect();
+    assert_eq!(runs.len(), 6, "6 runs (first + 5 restarts):\n{console}");
+    for (i, d) in delays.iter().enumerate().skip(1) {
+        let gap = runs[i + 1] - runs[i];
+        assert!(
+            gap + 0.02 >= *d,
+            "gap {gap} before run {} shorter than the delay {d}",
+            i + 1
+        );
+    }
+    let s = sb.service("crash");
+    assert_eq!(s["state"], "failed");
+    assert_eq!(s["restarts"], 5);
+    // Failed stays failed.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(sb.count("crash: run"), 6);
+}
+
+#[test]
+fn hand_stopped_service_stays_stopped() {
+    let sb = Sandbox::start(
+        "manual",
+        &[(
+            "services/s.lua",
+            r#"service "svc" { exec = { "/bin/sleep", "1000" }, restart = "always" }"#,
+        )],
+    );
+    sb.ready();
+    let first = sb.wait_status("svc running", 10, |s| {
+        s["services"][0]["state"] == "running"
+    })["services"][0]["pid"]
+        .clone();
+    let out = sb.ctl(&["stop", "svc"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    sb.wait_status("svc stopped", 10, |s| {
+        s["services"][0]["state"] == "stopped"
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let s = sb.service("svc");
+    assert_eq!(s["state"], "stopped");
+    assert_eq!(s["manual_stop"], true);
+    assert_eq!(s["restarts"], 0);
+    assert!(
+        sb.ns_processes().iter().all(|p| p.2 != "sleep"),
+        "the process is gone"
+    );
+    // Started by hand, it runs again under a new pid.
+    assert!(sb.ctl(&["start", "svc"]).status.success());
+    let again = sb.wait_status("svc running again", 10, |s| {
+        s["services"][0]["state"] == "running"
+    })["services"][0]["pid"]
+        .clone();
+    assert_ne!(first, again);
+}
+
+#[test]
+fn hundred_thousand_lines_are_captured_in_order() {
+    let sb = Sandbox::start(
+        "lines",
+        &[(
+            "services/seq.lua",
+            r#"service "seq" { exec = { "seq", "1", "100000" }, oneshot = true, log_file = "@DIR@/seq.log" }"#,
+        )],
+    );
+    sb.wait_status("seq exited", 60, |s| s["services"][0]["state"] == "exited");
+    let log = read(&sb.path("seq.log"));
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 100_000);
+    for (i, l) in lines.iter().enumerate() {
+        assert_eq!(
+            l.parse::<usize>().ok(),
+            Some(i + 1),
+            "line {} is {l:?}",
+            i + 1
+        );
+    }
+    // The ring buffer has the newest ones, in order.
+    let out = sb.ctl(&["logs", "seq", "-n", "3"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "99998\n99999\n100000\n"
+    );
+    // The console saw them all too, unless the console reader fell behind
+    // (then moonlit says how many lines it dropped rather than blocking).
+    let dropped = sb.status()["console_dropped"].as_u64().unwrap_or(0);
+    if dropped == 0 {
+        let end = Instant::now() + Duration::from_secs(10);
+        while sb.count("seq: ") < 100_000 && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let got: Vec<usize> = sb
+            .lines
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter_map(|l| l.split("] seq: ").nth(1).and_then(|n| n.parse().ok()))
+            .collect();
+        assert_eq!(got, (1..=100_000).collect::<Vec<_>>());
+    }
+}
+
+#[test]
+fn shutdown_stops_services_in_reverse_dependency_order() {
+    let svc = |name: &str, deps: &str| {
+        format!(
+            r#"service "{name}" {{ {deps} exec = {{ "/bin/sh", "-c", "trap 'echo {name} got TERM; sleep 0.3; echo {name} done; exit 0' TERM; echo {name} up; while :; do sleep 0.05; done" }} }}"#
+        )
+    };
+    let files = [
+        ("services/db.lua".to_string(), svc("db", "")),
+        (
+            "services/app.lua".to_string(),
+            svc("app", r#"requires = { "db" },"#),
+        ),
+        (
+            "services/web.lua".to_string(),
+            svc("web", r#"after = { "app" }, requires = { "db" },"#),
+        ),
+    ];
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let mut sb = Sandbox::start("order", &files);
+    sb.ready();
+    sb.wait_line("web: web up", 10);
+    // Start order: db, app, web.
+    let up: Vec<String> = sb
+        .console()
+        .lines()
+        .filter(|l| l.ends_with(" up"))
+        .map(|l| l.rsplit(' ').nth(1).unwrap_or("").to_string())
+        .collect();
+    assert_eq!(up, vec!["db", "app", "web"]);
+    assert_eq!(sb.poweroff(&["--code", "7"]), 7);
+    let console = sb.console();
+    let pos = |pat: &str| {
+        console
+            .find(pat)
+            .unwrap_or_else(|| panic!("{pat:?} missing:\n{console}"))
+    };
+    // web stops before app (after = app), both before db (they require it);
+    // each is done before the next one is even signalled.
+    assert!(pos("web done") < pos("app got TERM"), "{console}");
+    assert!(pos("app done") < pos("db got TERM"), "{console}");
+    assert!(console.contains("exiting with code 7"));
+}
+
+#[test]
+fn main_service_exit_code_becomes_the_exit_code() {
+    let mut sb = Sandbox::start(
+        "main",
+        &[(
+            "services/app.lua",
+            r#"service "app" { main = true, restart = "never", exec = { "/bin/sh", "-c", "sleep 0.3; exit 42" } }"#,
+        )],
+    );
+    assert_eq!(sb.wait_exit(30), 42);
+    assert!(sb.console().contains("main service ended with code 42"));
+}
+
+#[test]
+fn sigterm_to_the_sandbox_powers_off_cleanly() {
+    let mut sb = Sandbox::start(
+        "term",
+        &[(
+            "services/s.lua",
+            r#"service "s" { exec = { "/bin/sleep", "1000" } }"#,
+        )],
+    );
+    sb.ready();
+    let pid = sb.child.as_ref().expect("child").id();
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid as i32).expect("pid"),
+        rustix::process::Signal::TERM,
+    )
+    .expect("kill");
+    assert_eq!(sb.wait_exit(20), 0);
+    let c = sb.console();
+    assert!(c.contains("received SIGTERM: power off"), "{c}");
+    assert!(c.contains("s: stopped (killed by signal TERM)"), "{c}");
+}
+
+#[test]
+fn errors_in_lua_leave_pid1_running_and_answering() {
+    let cases: &[(&str, &[(&str, &str)], &str)] = &[
+        ("init-syntax", &[("init.lua", "print('a'\nlocal = 3\n")], "init.lua:2:"),
+        ("init-runtime", &[("init.lua", "print('before')\nlocal x = nil\nx.y = 1\n")], "init.lua:3:"),
+        ("init-loop", &[("init.lua", "print('spinning')\nwhile true do end\n")], "instruction limit exceeded"),
+        ("init-pcall-loop", &[("init.lua", "while true do pcall(function() while true do end end) end\n")], "instruction limit exceeded"),
+        ("init-memory", &[("init.lua", "local t = {}\nfor i = 1, 1e9 do t[i] = string.rep('x', 1024) .. i end\n")], "not enough memory"),
+        ("init-exit", &[("init.lua", "os.exit(1)\n")], "init.lua:1:"),
+        ("mod-syntax", &[("services/bad.lua", "service \"x\" {\n exec = {\"/bin/true\"\n")], "services/bad.lua:3:"),
+        ("mod-runtime", &[("services/bad.lua", "local t = nil\nservice \"x\" { exec = { t.y } }\n")], "services/bad.lua:2:"),
+        ("mod-schema", &[("services/bad.lua", "\n\nservice \"x\" { exce = { \"/bin/true\" } }\n")], "services/bad.lua:3: service \"x\": unknown key 'exce' (did you mean 'exec'?)"),
+        ("mod-type", &[("services/bad.lua", "service \"x\" { exec = { \"/bin/true\" }, stop_timeout = \"soon\" }\n")], "stop_timeout must be a number"),
+        ("mod-cycle", &[("services/bad.lua", "service \"x\" { exec = { \"/bin/true\" }, after = { \"y\" } }\nservice \"y\" { exec = { \"/bin/true\" }, requires = { \"x\" } }\n")], "dependency cycle"),
+        ("mod-missing", &[("services/bad.lua", "service \"x\" { exec = { \"/bin/true\" }, requires = { \"nope\" } }\n")], "requires unknown service \"nope\""),
+        ("mod-dup", &[("services/bad.lua", "service \"good\" { exec = { \"/bin/sleep\", \"1000\" } }\n")], "is already declared at services/bad.lua:1"),
+    ];
+    for (name, files, expect) in cases {
+        let mut all: Vec<(&str, &str)> = files.to_vec();
+        all.push((
+            "services/good.lua",
+            r#"service "good" { exec = { "/bin/sleep", "1000" } }"#,
+        ));
+        let mut sb = Sandbox::start(name, &all);
+        sb.ready();
+        let st = sb.wait_status("good running", 10, |s| {
+            s["services"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|x| x["name"] == "good" && x["state"] == "running")
+        });
+        let errors: Vec<&str> = st["errors"]
+            .as_array()
+            .into_iter()
+            .chain(st["lua_errors"].as_array())
+            .flatten()
+            .filter_map(|e| e.as_str())
+            .collect();
+        let errors = errors.join("\n");
+        assert!(
+            errors.contains(expect),
+            "case {name}: expected {expect:?} in the reported errors, got {errors}\nconsole:\n{}",
+            sb.console()
+        );
+        // Still answering, and a clean poweroff.
+        assert!(sb.ctl(&["status"]).status.success());
+        assert_eq!(sb.poweroff(&[]), 0, "case {name}");
+    }
+}
+
+#[test]
+fn children_start_with_a_clean_signal_state_and_fds() {
+    let sb = Sandbox::start(
+        "clean",
+        &[
+            ("services/status.lua", r#"service "st" { oneshot = true, exec = { "/bin/cat", "/proc/self/status" }, log_file = "@DIR@/status" }"#),
+            ("services/fds.lua", r#"service "fds" { oneshot = true, exec = { "/bin/ls", "/proc/self/fd" }, log_file = "@DIR@/fds" }"#),
+            ("services/stat.lua", r#"service "stat" { oneshot = true, exec = { "/bin/cat", "/proc/self/stat" }, log_file = "@DIR@/stat" }"#),
+            // A Lua-spawned child gets the same treatment, even with an fd the script left open.
+            ("init.lua", "local sys = require 'sys'\nlocal keep = sys.open('/dev/null', 'rdonly')\nif keep then keep:nogc() end\nlocal code, out = sh('cat /proc/self/status; ls /proc/self/fd')\nprint('LUA-CHILD ' .. out:gsub('\\n', ' '))\n"),
+        ],
+    );
+    sb.wait_status("all three exited", 20, |s| {
+        s["services"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .all(|x| x["state"] == "exited")
+    });
+    let status = read(&sb.path("status"));
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name} missing"))
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or("")
+            .to_string()
+    };
+    assert_eq!(
+        field("SigBlk:"),
+        "0000000000000000",
+        "blocked mask must be empty"
+    );
+    assert_eq!(field("SigIgn:"), "0000000000000000", "no signal ignored");
+    // stdin, stdout, stderr and ls's own directory fd: nothing else leaked.
+    assert_eq!(
+        read(&sb.path("fds")).split_whitespace().collect::<Vec<_>>(),
+        vec!["0", "1", "2", "3"]
+    );
+    // Own session and process group: pid == pgrp == sid.
+    let stat = read(&sb.path("stat"));
+    let after = &stat[stat.rfind(')').expect(")") + 2..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let pid: &str = stat.split_whitespace().next().expect("pid");
+    assert_eq!(
+        (f[2], f[3]),
+        (pid, pid),
+        "pgrp and session of {pid}: {stat}"
+    );
+    let lua = sb.wait_line("LUA-CHILD", 10);
+    assert!(
+        lua.contains("SigBlk:\t0000000000000000") && lua.contains("SigIgn:\t0000000000000000"),
+        "{lua}"
+    );
+    assert!(lua.trim_end().ends_with("0 1 2 3"), "Lua child fds: {lua}");
+}
+
+#[test]
+fn control_socket_refuses_non_root_clients() {
+    use std::os::unix::fs::PermissionsExt;
+    let sb = Sandbox::start(
+        "cred",
+        &[(
+            "services/s.lua",
+            r#"service "s" { exec = { "/bin/sleep", "1000" } }"#,
+        )],
+    );
+    sb.ready();
+    let mode = std::fs::metadata(&sb.sock)
+        .expect("socket")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    let as_nobody = |sb: &Sandbox| {
+        std::process::Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                common::BIN,
+                "ctl",
+                "--socket",
+            ])
+            .arg(&sb.sock)
+            .arg("status")
+            .output()
+            .expect("setpriv (util-linux) must be installed")
+    };
+    let out = as_nobody(&sb);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Permission denied"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Even with the file mode opened up, the peer credentials are checked.
+    std::fs::set_permissions(&sb.sock, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    std::fs::set_permissions(&sb.dir, std::fs::Permissions::from_mode(0o755)).expect("chmod dir");
+    let out = as_nobody(&sb);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("permission denied: uid 65534"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        sb.service("s")["state"],
+        "running",
+        "nothing happened to the system"
+    );
+    assert!(sb.ctl(&["status"]).status.success());
+}
+
+#[test]
+fn control_socket_survives_bad_and_stuck_clients() {
+    let sb = Sandbox::start(
+        "badctl",
+        &[(
+            "services/s.lua",
+            r#"service "s" { exec = { "/bin/sleep", "1000" } }"#,
+        )],
+    );
+    sb.ready();
+    let pid_before = sb.service("s")["pid"].clone();
+    // A client that connects and sends half a request, then stalls.
+    let mut stuck = std::os::unix::net::UnixStream::connect(&sb.sock).expect("connect");
+    std::io::Write::write_all(&mut stuck, b"{\"v\":1,\"cmd\":").expect("write");
+    // Others are served meanwhile.
+    let t = Instant::now();
+    assert!(sb.ctl(&["status"]).status.success());
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "a stuck client blocked the loop"
+    );
+    let r = sb.raw(b"not json\n");
+    assert!(
+        r.contains("\"ok\":false") && r.contains("malformed request"),
+        "{r}"
+    );
+    let r = sb.raw(&vec![b'x'; 100 * 1024]);
+    assert!(r.contains("request too large"), "{r}");
+    let r = sb.raw(b"{\"v\":99,\"cmd\":\"status\"}\n");
+    assert!(r.contains("unsupported protocol version"), "{r}");
+    let r = sb.raw(b"{\"v\":1,\"cmd\":\"frobnicate\"}\n");
+    assert!(r.contains("unknown command"), "{r}");
+    let r = sb.raw(b"[1,2,3]\n");
+    assert!(r.contains("expected a JSON object"), "{r}");
+    let r = sb.raw(b"{\"v\":1,\"cmd\":\"stop\"}\n");
+    assert!(r.contains("needs a service name"), "{r}");
+    let r = sb.raw(b"{\"v\":1,\"cmd\":\"stop\",\"name\":\"nope\"}\n");
+    assert!(r.contains("no such service"), "{r}");
+    // The stalled client is dropped after the request timeout.
+    stuck
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .expect("timeout");
+    let mut buf = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut stuck, &mut buf);
+    assert!(
+        buf.is_empty(),
+        "stuck client got {:?}",
+        String::from_utf8_lossy(&buf)
+    );
+    assert_eq!(sb.service("s")["pid"], pid_before, "nothing else happened");
+}
+
+#[test]
+fn lua_blocking_calls_yield_to_the_loop() {
+    let sb = Sandbox::start(
+        "sched",
+        &[(
+            "init.lua",
+            r#"
+-- every call below yields to the event loop and comes back
+print("A sleep start")
+sleep(0.2)
+local code, out = sh("echo out; echo err >&2; exit 4")
+print("B sh", code, (out:gsub("\n", "|")))
+local p = spawn{ "/bin/sh", "-c", "sleep 0.1; exit 5" }
+print("C spawn", type(p.pid), p:wait())
+local k = spawn{ "/bin/sleep", "10" }
+k:kill("TERM")
+print("D kill", k:wait())
+-- a user's coroutine.wrap must not swallow the scheduler's yields
+local gen = coroutine.wrap(function() for i = 1, 3 do sleep(0.01); coroutine.yield(i) end end)
+print("E wrap", gen(), gen(), gen())
+local co = coroutine.create(function(a) sleep(0.01); local b = coroutine.yield(a + 1); return b * 2 end)
+local _, x = coroutine.resume(co, 1)
+local _, y = coroutine.resume(co, 10)
+print("F resume", x, y, coroutine.status(co))
+print("G wait_path", wait_path("@DIR@/flag", 5))
+print("H wait_path timeout", wait_path("@DIR@/never", 0.1))
+print("I bad args", pcall(function() sleep("x") end))
+print("J spawn missing", spawn{ "/nonexistent/prog" })
+sleep(1.5)
+print("Z done")
+"#,
+        )],
+    );
+    sb.wait_line("A sleep start", 10);
+    // While the boot script sleeps, PID 1 answers.
+    let st = sb.status();
+    assert_eq!(st["ready"], false);
+    std::fs::write(sb.path("flag"), "x").expect("flag");
+    sb.wait_line("Z done", 20);
+    sb.ready();
+    let c = sb.console();
+    let has = |s: &str| assert!(c.contains(s), "missing {s:?} in:\n{c}");
+    has("lua: B sh\t4\tout|err|");
+    has("lua: C spawn\tnumber\t5");
+    has("lua: D kill\t143");
+    has("lua: E wrap\t1\t2\t3");
+    has("lua: F resume\t2\t20\tdead");
+    has("lua: G wait_path\ttrue");
+    has("lua: H wait_path timeout\tnil\twait_path: timed out waiting for");
+    has("lua: I bad args\tfalse\tinit.lua:21: sleep: argument #1 must be a non-negative number of seconds, got string");
+    has("lua: J spawn missing\tnil\tcannot start /nonexistent/prog");
+}

@@ -214,8 +214,15 @@ impl Reader<'_> {
                     let _ = val;
                 }
                 for i in 1..=n {
-                    let val: Value = t.raw_get(i).map_err(|e| self.err(format!("{key}: {e}")))?;
-                    out.push(self.string(&format!("{key}[{i}]"), val)?);
+                    let val: Value = t
+                        .raw_get(i)
+                        .map_err(|e| self.err(format!("{key}[{i}]: {e}")))?;
+                    match val {
+                        // Numbers are fine in an argv ({"--port", 80}).
+                        Value::Integer(n) => out.push(n.to_string()),
+                        Value::Number(n) => out.push(n.to_string()),
+                        v => out.push(self.string(&format!("{key}[{i}]"), v)?),
+                    }
                 }
                 Ok(out)
             }
@@ -386,9 +393,11 @@ pub fn parse_service(
                     "always" => RestartPolicy::Always,
                     "on-failure" => RestartPolicy::OnFailure,
                     "never" => RestartPolicy::Never,
-                    other => return Err(r.err(format!(
+                    other => {
+                        return Err(r.err(format!(
                         "restart must be \"always\", \"on-failure\" or \"never\", got \"{other}\""
-                    ))),
+                    )))
+                    }
                 }
             }
             "stop_signal" => spec.stop_signal = r.signal(&key, v)?,
@@ -404,9 +413,11 @@ pub fn parse_service(
                     "restart" => OnChange::Restart,
                     "reload" => OnChange::Reload,
                     "defer" => OnChange::Defer,
-                    other => return Err(r.err(format!(
+                    other => {
+                        return Err(r.err(format!(
                         "on_change must be \"restart\", \"reload\" or \"defer\", got \"{other}\""
-                    ))),
+                    )))
+                    }
                 }
             }
             "backoff" => {

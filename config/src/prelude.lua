@@ -101,7 +101,8 @@ function spawn(spec)
   if type(spec) ~= "table" then
     error("spawn: argument #1 must be a table {argv..., env=, cwd=, ...}, got " .. type(spec), 2)
   end
-  local pid, err = R.spawn(spec)
+  local pid, err, argerr = R.spawn(spec)
+  if argerr then error("spawn: " .. argerr, 2) end
   if not pid then return nil, err end
   return setmetatable({ pid = pid }, Proc)
 end
@@ -110,7 +111,8 @@ function sh(cmd)
   if type(cmd) ~= "string" then
     error("sh: argument #1 must be a command string, got " .. type(cmd), 2)
   end
-  local p, err = R.spawn({ "/bin/sh", "-c", cmd, stdout = "capture", stderr = "capture" })
+  local p, err, argerr = R.spawn({ "/bin/sh", "-c", cmd, stdout = "capture", stderr = "capture" })
+  if argerr then error("sh: " .. argerr, 2) end
   if not p then return nil, err end
   return setmetatable({ pid = p }, Proc):wait()
 end

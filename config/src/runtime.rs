@@ -429,16 +429,20 @@ impl Runtime {
         let sh = shared.clone();
         r.set(
             "spawn",
+            // Returns pid | nil, os-error | nil, nil, argument-error: the Lua
+            // side raises argument errors at the caller's line.
             lua.create_function(move |lua, t: Table| {
+                let arg_err = |m: String| -> mlua::Result<(Value, Value, Value)> {
+                    Ok((Value::Nil, Value::Nil, Value::String(lua.create_string(m)?)))
+                };
                 if sh.borrow().declaring {
-                    return Err(mlua::Error::runtime(
-                        "spawn: a declaration module cannot start processes",
-                    ));
+                    return arg_err("a declaration module cannot start processes".into());
                 }
                 let mut capture = None;
-                let spec = spec_from_lua(&t, &mut capture)
-                    .map_err(|m| mlua::Error::runtime(format!("spawn: {m}")))?;
-                let argv0 = spec.argv[0].clone();
+                let spec = match spec_from_lua(&t, &mut capture) {
+                    Ok(s) => s,
+                    Err(m) => return arg_err(m),
+                };
                 match spawn::spawn(spec) {
                     Ok(pid) => {
                         sh.borrow_mut().children.insert(
@@ -448,12 +452,13 @@ impl Runtime {
                                 capture,
                             },
                         );
-                        Ok((Value::Integer(pid as i64), Value::Nil))
+                        Ok((Value::Integer(pid as i64), Value::Nil, Value::Nil))
                     }
-                    Err(e) => {
-                        let _ = argv0;
-                        Ok((Value::Nil, Value::String(lua.create_string(e.to_string())?)))
-                    }
+                    Err(e) => Ok((
+                        Value::Nil,
+                        Value::String(lua.create_string(e.to_string())?),
+                        Value::Nil,
+                    )),
                 }
             })?,
         )?;

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what building and testing moonlit needs on Debian (run as root).
+# Idempotent: only missing packages are installed.
+set -euo pipefail
+pkgs=(
+  musl-tools
+  iproute2
+  util-linux
+  procps
+  busybox-static
+  cpio e2fsprogs
+  qemu-system-x86
+  linux-image-amd64
+  runc
+  tini runit
+  curl
+  systemd
+  kmod
+)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+if ! rustup target list --installed | grep -qx x86_64-unknown-linux-musl; then
+  rustup target add x86_64-unknown-linux-musl
+fi

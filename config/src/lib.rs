@@ -9,10 +9,11 @@
 pub mod error;
 mod fdutil;
 pub mod modules;
+pub mod plain;
 pub mod plan;
 pub mod runtime;
 pub mod spawn;
 
 pub use error::{ConfigError, ErrorKind};
 pub use plan::{Plan, ServiceSpec};
-pub use runtime::{BootInfo, HostRequest, Limits, Request, Runtime, Step, TaskId};
+pub use runtime::{BootInfo, Evaluated, HostRequest, Limits, Request, Runtime, Step, TaskId};

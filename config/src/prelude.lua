@@ -143,8 +143,10 @@ package.loaded["moonlit.sched"] = {
 local where = R.where
 
 local G = _G
+local global_require = require
 local function make_env(modname)
   local decls = {}
+  local meta = { libs = {} }
   local env = setmetatable({}, { __index = G })
   local function add(kind, name, body, loc)
     if type(body) ~= "table" then
@@ -174,12 +176,39 @@ local function make_env(modname)
     end,
     __newindex = function() error("network: declarations are calls, not assignments", 2) end,
   })
-  env.state = function(body)
-    add("state", nil, body, where(2))
-    return body
+  -- state(defaults [, version]): plain data owned by the init; survives
+  -- reloads and re-exec. Returns the table the module's code should use.
+  env.state = function(defaults, version)
+    if type(defaults) ~= "table" then
+      error("state: expected a table of defaults, got " .. type(defaults), 2)
+    end
+    if version ~= nil and math.type(version) ~= "integer" then
+      error("state: the version must be an integer, got " .. type(version), 2)
+    end
+    if meta.state then
+      error("state: declared twice in " .. modname .. " (first at " .. meta.state.where .. ")", 2)
+    end
+    local proxy = R.state_snapshot(modname, defaults)
+    meta.state = { proxy = proxy, version = version or 1, where = where(2) }
+    return proxy
+  end
+  -- Libraries from lib/ are loaded fresh for each evaluation and recorded,
+  -- so a changed library re-evaluates the modules that use it.
+  local loaded = {}
+  env.require = function(name)
+    if loaded[name] ~= nil then return loaded[name] end
+    local src, path, hash = R.read_lib(name)
+    if not src then return global_require(name) end
+    meta.libs[#meta.libs + 1] = { path, hash }
+    local f, err = load(src, "@" .. path, "t", setmetatable({}, { __index = env }))
+    if not f then error(err, 2) end
+    local r = f(name)
+    if r == nil then r = true end
+    loaded[name] = r
+    return r
   end
   env.MODULE = modname
-  return env, decls
+  return env, decls, meta
 end
 
 return { make_env = make_env, request = request }

@@ -98,6 +98,9 @@ struct Shared {
     host: Vec<HostRequest>,
     /// True while a declaration module is evaluated: nothing may be spawned.
     declaring: bool,
+    /// Live module state, owned by the init: module name -> (table, version).
+    states: HashMap<String, (Table, i64)>,
+    config_dir: std::path::PathBuf,
 }
 
 struct Budget {
@@ -121,6 +124,27 @@ pub struct RawDecl {
     pub body: Table,
     /// "services/web.lua:3"
     pub location: String,
+}
+
+/// `state(defaults, version)` as a module declared it.
+#[derive(Debug, Clone)]
+pub struct StateDecl {
+    /// The table the module's code holds: filled with the live state at commit.
+    pub proxy: Table,
+    pub version: i64,
+    pub location: String,
+}
+
+/// What evaluating one module produced.
+#[derive(Debug, Clone)]
+pub struct Evaluated {
+    pub decls: Vec<RawDecl>,
+    /// Its environment: where its hooks (`before_reload`, `after_reload`,
+    /// `migrate`) and callbacks live.
+    pub env: Table,
+    /// Libraries it required: (path relative to the config dir, content hash).
+    pub libs: Vec<(String, u64)>,
+    pub state: Option<StateDecl>,
 }
 
 /// Facts about this boot that Lua sees as `moonlit.*`.
@@ -557,6 +581,57 @@ impl Runtime {
                     .unwrap_or_else(|| "?".into()))
             })?,
         )?;
+        shared.borrow_mut().config_dir = std::path::PathBuf::from(&info.config_dir);
+        let sh = shared.clone();
+        r.set(
+            "read_lib",
+            lua.create_function(move |lua, name: String| {
+                let ok = !name.is_empty()
+                    && !name.contains("..")
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "_-./".contains(c));
+                if !ok {
+                    return Ok((Value::Nil, Value::Nil, Value::Nil));
+                }
+                let rel = name.replace('.', "/");
+                let dir = sh.borrow().config_dir.clone();
+                for cand in [format!("lib/{rel}.lua"), format!("lib/{rel}/init.lua")] {
+                    if let Ok(src) = std::fs::read(dir.join(&cand)) {
+                        let hash = crate::modules::content_hash(&src);
+                        return Ok((
+                            Value::String(lua.create_string(&src)?),
+                            Value::String(lua.create_string(&cand)?),
+                            Value::Integer(hash as i64),
+                        ));
+                    }
+                }
+                Ok((Value::Nil, Value::Nil, Value::Nil))
+            })?,
+        )?;
+        let sh = shared.clone();
+        r.set(
+            "state_snapshot",
+            lua.create_function(move |lua, (module, defaults): (String, Table)| {
+                let d = crate::plain::to_json(&Value::Table(defaults), "state", 0)
+                    .map_err(mlua::Error::runtime)?;
+                let live = sh.borrow().states.get(&module).map(|(t, _)| t.clone());
+                let mut j = match live {
+                    Some(t) => crate::plain::to_json(&Value::Table(t), "state", 0)
+                        .map_err(mlua::Error::runtime)?,
+                    None => d.clone(),
+                };
+                // New keys in the defaults appear; existing values are kept.
+                if let (serde_json::Value::Object(cur), serde_json::Value::Object(def)) =
+                    (&mut j, &d)
+                {
+                    for (k, v) in def {
+                        cur.entry(k.clone()).or_insert_with(|| v.clone());
+                    }
+                }
+                crate::plain::from_json(lua, &j)
+            })?,
+        )?;
         let mark = lua.create_table()?;
         let prelude: Table = lua
             .load(include_str!("prelude.lua"))
@@ -614,6 +689,29 @@ impl Runtime {
 
     /// Runs `thread` until it yields, ends or fails, under the slice budget.
     fn drive(&self, thread: &Thread, args: impl IntoLuaMulti) -> Step {
+        self.drive_full(thread, args).0
+    }
+
+    /// As [`drive`](Self::drive), also returning what a finished thread returned.
+    fn drive_full(&self, thread: &Thread, args: impl IntoLuaMulti) -> (Step, MultiValue) {
+        let (step, vals) = self.drive_inner(thread, args);
+        (step, vals.unwrap_or_default())
+    }
+
+    fn drive_inner(&self, thread: &Thread, args: impl IntoLuaMulti) -> (Step, Option<MultiValue>) {
+        let res = self.resume_limited(thread, args);
+        match res {
+            Err(step) => (step, None),
+            Ok(vals) => {
+                if thread.status() != ThreadStatus::Resumable {
+                    return (Step::Done, Some(vals));
+                }
+                (self.parse_yield(vals), None)
+            }
+        }
+    }
+
+    fn resume_limited(&self, thread: &Thread, args: impl IntoLuaMulti) -> Result<MultiValue, Step> {
         if let Some(b) = self.lua.app_data_ref::<Budget>() {
             b.used.set(0);
             *b.tripped.borrow_mut() = None;
@@ -624,68 +722,63 @@ impl Runtime {
             .app_data_ref::<Budget>()
             .and_then(|b| b.tripped.borrow_mut().take());
         if let Some(loc) = tripped {
-            // Unwind it: closes its to-be-closed variables; the error (if any)
-            // is the one that stopped it and is reported below anyway.
+            // Unwind it: closes its to-be-closed variables.
             if let Ok(f) = self.lua.create_function(|_, ()| Ok(())) {
                 let _ = thread.reset(f);
             }
             self.lua.gc_collect().ok();
-            return Step::Failed(format!(
+            return Err(Step::Failed(format!(
                 "{loc}: instruction limit exceeded ({} VM instructions without yielding)",
                 self.limits.instructions_per_slice
-            ));
+            )));
         }
-        match res {
-            Err(e) => {
-                self.lua.gc_collect().ok();
-                Step::Failed(error_summary(&e))
+        res.map_err(|e| {
+            self.lua.gc_collect().ok();
+            Step::Failed(error_summary(&e))
+        })
+    }
+
+    fn parse_yield(&self, vals: MultiValue) -> Step {
+        let mut it = vals.into_iter();
+        match it.next() {
+            Some(Value::Table(t)) if t == self.mark => {}
+            _ => return Step::Wait(Request::Yield),
+        }
+        let op = it.next();
+        let arg = it.next();
+        let op = match &op {
+            Some(Value::String(s)) => s.to_string_lossy(),
+            _ => return Step::Failed("bad scheduler request".into()),
+        };
+        let secs = |v: &Option<Value>| -> Option<Duration> {
+            match v {
+                Some(Value::Number(n)) if *n >= 0.0 && n.is_finite() => {
+                    Some(Duration::from_secs_f64(*n))
+                }
+                Some(Value::Integer(i)) if *i >= 0 => Some(Duration::from_secs(*i as u64)),
+                _ => None,
             }
-            Ok(vals) => {
-                if thread.status() != ThreadStatus::Resumable {
-                    return Step::Done;
-                }
-                let mut it = vals.into_iter();
-                match it.next() {
-                    Some(Value::Table(t)) if t == self.mark => {}
-                    _ => return Step::Wait(Request::Yield),
-                }
-                let op = it.next();
-                let arg = it.next();
-                let op = match &op {
-                    Some(Value::String(s)) => s.to_string_lossy(),
-                    _ => return Step::Failed("bad scheduler request".into()),
-                };
-                let secs = |v: &Option<Value>| -> Option<Duration> {
-                    match v {
-                        Some(Value::Number(n)) if *n >= 0.0 && n.is_finite() => {
-                            Some(Duration::from_secs_f64(*n))
-                        }
-                        Some(Value::Integer(i)) if *i >= 0 => Some(Duration::from_secs(*i as u64)),
-                        _ => None,
+        };
+        match op.as_str() {
+            "sleep" => Step::Wait(Request::Sleep(secs(&arg).unwrap_or_default())),
+            "wait" => match arg {
+                Some(Value::Integer(p)) if p > 0 => Step::Wait(Request::WaitPid(p as u32)),
+                _ => Step::Failed("wait: bad pid".into()),
+            },
+            "netlink" => Step::Wait(Request::Netlink(secs(&arg))),
+            "switch_root" => {
+                let init = it.next();
+                match (arg, init) {
+                    (Some(Value::String(r)), Some(Value::String(i))) => {
+                        Step::Wait(Request::SwitchRoot {
+                            root: r.to_string_lossy(),
+                            init: i.to_string_lossy(),
+                        })
                     }
-                };
-                match op.as_str() {
-                    "sleep" => Step::Wait(Request::Sleep(secs(&arg).unwrap_or_default())),
-                    "wait" => match arg {
-                        Some(Value::Integer(p)) if p > 0 => Step::Wait(Request::WaitPid(p as u32)),
-                        _ => Step::Failed("wait: bad pid".into()),
-                    },
-                    "netlink" => Step::Wait(Request::Netlink(secs(&arg))),
-                    "switch_root" => {
-                        let init = it.next();
-                        match (arg, init) {
-                            (Some(Value::String(r)), Some(Value::String(i))) => {
-                                Step::Wait(Request::SwitchRoot {
-                                    root: r.to_string_lossy(),
-                                    init: i.to_string_lossy(),
-                                })
-                            }
-                            _ => Step::Failed("switch_root: bad arguments".into()),
-                        }
-                    }
-                    other => Step::Failed(format!("unknown scheduler request '{other}'")),
+                    _ => Step::Failed("switch_root: bad arguments".into()),
                 }
             }
+            other => Step::Failed(format!("unknown scheduler request '{other}'")),
         }
     }
 
@@ -749,43 +842,73 @@ impl Runtime {
 
     /// Evaluates a declaration module in a fresh environment and returns what
     /// it declared. Blocking calls and process creation are refused.
-    pub fn eval_module(&self, name: &str, source: &[u8]) -> Result<Vec<RawDecl>, ConfigError> {
-        let (env, decls): (Table, Table) = self
-            .make_env
-            .call(name)
-            .map_err(|e| ConfigError::internal(&e))?;
+    pub fn eval_module(&self, name: &str, source: &[u8]) -> Result<Evaluated, ConfigError> {
+        let internal = |e: mlua::Error| ConfigError::internal(&e);
+        let (env, decls, meta): (Table, Table, Table) =
+            self.make_env.call(name).map_err(internal)?;
         let f = self
             .lua
             .load(source)
             .set_name(format!("@{name}"))
-            .set_environment(env)
+            .set_environment(env.clone())
             .into_function()
             .map_err(|e| ConfigError::new(ErrorKind::Syntax, name, error_summary(&e)))?;
-        let thread = self
-            .lua
-            .create_thread(f)
-            .map_err(|e| ConfigError::internal(&e))?;
+        let thread = self.lua.create_thread(f).map_err(internal)?;
         self.shared.borrow_mut().declaring = true;
         let step = self.drive(&thread, ());
         self.shared.borrow_mut().declaring = false;
+        self.no_yield(&thread, name, step).map(|_| ())?;
+        let mut out = Vec::new();
+        for d in decls.sequence_values::<Table>() {
+            let d = d.map_err(internal)?;
+            out.push(RawDecl {
+                kind: d.get("kind").map_err(internal)?,
+                name: d.get("name").map_err(internal)?,
+                body: d.get("body").map_err(internal)?,
+                location: d.get("where").map_err(internal)?,
+            });
+        }
+        let mut libs = Vec::new();
+        let lib_list: Table = meta.get("libs").map_err(internal)?;
+        for l in lib_list.sequence_values::<Table>() {
+            let l = l.map_err(internal)?;
+            let path: String = l.get(1).map_err(internal)?;
+            let hash: i64 = l.get(2).map_err(internal)?;
+            libs.push((path, hash as u64));
+        }
+        let state = match meta.get::<Option<Table>>("state").map_err(internal)? {
+            Some(st) => Some(StateDecl {
+                proxy: st.get("proxy").map_err(internal)?,
+                version: st.get("version").map_err(internal)?,
+                location: st.get("where").map_err(internal)?,
+            }),
+            None => None,
+        };
+        Ok(Evaluated {
+            decls: out,
+            env,
+            libs,
+            state,
+        })
+    }
+
+    /// Turns a step of code that must not block into its result.
+    fn no_yield(&self, thread: &Thread, name: &str, step: Step) -> Result<(), ConfigError> {
         match step {
-            Step::Done => {}
+            Step::Done => Ok(()),
             Step::Wait(_) => {
                 if let Ok(f) = self.lua.create_function(|_, ()| Ok(())) {
                     let _ = thread.reset(f);
                 }
-                return Err(ConfigError::new(
+                Err(ConfigError::new(
                     ErrorKind::Runtime,
                     name,
-                    format!(
-                        "{name}: a declaration module must not block or yield (sleep, wait, sh...)"
-                    ),
-                ));
+                    format!("{name}: a declaration module or hook must not block or yield (sleep, wait, sh...)"),
+                ))
             }
             Step::Failed(msg) => {
-                let kind = if msg.contains("instruction limit") {
-                    ErrorKind::Limit
-                } else if msg.contains("not enough memory") {
+                let kind = if msg.contains("instruction limit") || msg.contains("not enough memory")
+                {
                     ErrorKind::Limit
                 } else {
                     ErrorKind::Runtime
@@ -795,20 +918,89 @@ impl Runtime {
                 } else {
                     format!("{name}: {msg}")
                 };
-                return Err(ConfigError::new(kind, name, msg));
+                Err(ConfigError::new(kind, name, msg))
             }
         }
-        let mut out = Vec::new();
-        for d in decls.sequence_values::<Table>() {
-            let d = d.map_err(|e| ConfigError::internal(&e))?;
-            out.push(RawDecl {
-                kind: d.get("kind").map_err(|e| ConfigError::internal(&e))?,
-                name: d.get("name").map_err(|e| ConfigError::internal(&e))?,
-                body: d.get("body").map_err(|e| ConfigError::internal(&e))?,
-                location: d.get("where").map_err(|e| ConfigError::internal(&e))?,
-            });
-        }
-        Ok(out)
+    }
+
+    /// Calls the function `hook` of a module environment, if it defines one,
+    /// under the limits and without letting it block. Returns its first
+    /// result (`Ok(None)` when the module has no such hook).
+    pub fn call_hook(
+        &self,
+        module: &str,
+        env: &Table,
+        hook: &str,
+        args: impl IntoLuaMulti,
+    ) -> Result<Option<Value>, ConfigError> {
+        let f = match env.raw_get::<Value>(hook) {
+            Ok(Value::Function(f)) => f,
+            _ => return Ok(None),
+        };
+        let thread = self
+            .lua
+            .create_thread(f)
+            .map_err(|e| ConfigError::internal(&e))?;
+        let (step, vals) = self.drive_full(&thread, args);
+        self.no_yield(&thread, &format!("{module} ({hook})"), step)?;
+        Ok(Some(vals.into_iter().next().unwrap_or(Value::Nil)))
+    }
+
+    /// The live state of `module` as plain data, if it has one.
+    pub fn live_state(&self, module: &str) -> Option<(serde_json::Value, i64)> {
+        let (t, v) = self.shared.borrow().states.get(module).cloned()?;
+        crate::plain::to_json(&Value::Table(t), "state", 0)
+            .ok()
+            .map(|j| (j, v))
+    }
+
+    /// Every live state (for a re-exec).
+    pub fn live_states(&self) -> Vec<(String, serde_json::Value, i64)> {
+        let names: Vec<String> = self.shared.borrow().states.keys().cloned().collect();
+        names
+            .into_iter()
+            .filter_map(|n| self.live_state(&n).map(|(j, v)| (n, j, v)))
+            .collect()
+    }
+
+    /// Makes `data` the live state of `module`, in the table its code holds.
+    pub fn commit_state(
+        &self,
+        module: &str,
+        proxy: &Table,
+        data: &serde_json::Value,
+        version: i64,
+    ) -> Result<(), ConfigError> {
+        crate::plain::fill(&self.lua, proxy, data).map_err(|e| ConfigError::internal(&e))?;
+        self.shared
+            .borrow_mut()
+            .states
+            .insert(module.to_string(), (proxy.clone(), version));
+        Ok(())
+    }
+
+    /// Seeds a module's live state (from a re-exec handover), before evaluation.
+    pub fn seed_state(
+        &self,
+        module: &str,
+        data: &serde_json::Value,
+        version: i64,
+    ) -> Result<(), ConfigError> {
+        let t = self
+            .lua
+            .create_table()
+            .map_err(|e| ConfigError::internal(&e))?;
+        self.commit_state(module, &t, data, version)
+    }
+
+    /// Plain-data check and conversion of a Lua value (a migrate result).
+    pub fn to_plain(&self, v: &Value, what: &str) -> Result<serde_json::Value, String> {
+        crate::plain::to_json(v, what, 0)
+    }
+
+    /// A fresh Lua copy of plain data.
+    pub fn from_plain(&self, j: &serde_json::Value) -> Result<Value, ConfigError> {
+        crate::plain::from_json(&self.lua, j).map_err(|e| ConfigError::internal(&e))
     }
 
     /// Tells the runtime a child was reaped. Returns true if it was one of

@@ -12,6 +12,8 @@ commands:
   status                    services, their state, pids, restarts, config errors
   start|stop|restart NAME   control one service (stop keeps it stopped)
   logs NAME [-f] [-n N]     recent output of a service; -f follows it
+  reload [--dry-run] [MODULE...]
+                            re-read changed modules and apply them atomically
   poweroff|reboot|halt [--code N]
                             shut the system down (N: exit code in a container)";
 
@@ -105,6 +107,11 @@ fn print_status(v: &Value) {
     for e in v["errors"].as_array().into_iter().flatten() {
         println!("config error: {}", e.as_str().unwrap_or("?"));
     }
+    if v["last_reload"]["ok"].as_bool() == Some(false) {
+        for e in v["last_reload"]["errors"].as_array().into_iter().flatten() {
+            println!("last reload rejected: {}", e.as_str().unwrap_or("?"));
+        }
+    }
     for e in v["lua_errors"].as_array().into_iter().flatten() {
         println!("lua error: {}", e.as_str().unwrap_or("?"));
     }
@@ -163,6 +170,17 @@ pub fn main(args: &[String]) -> i32 {
             }
             req["follow"] = json!(follow);
         }
+        "reload" => {
+            let mut mods = Vec::new();
+            for a in &rest[1..] {
+                if a == "--dry-run" || a == "-n" {
+                    req["dry_run"] = json!(true);
+                } else {
+                    mods.push(a.clone());
+                }
+            }
+            req["modules"] = json!(mods);
+        }
         "poweroff" | "reboot" | "halt" => {
             if rest.get(1).map(String::as_str) == Some("--code") {
                 match rest.get(2).and_then(|c| c.parse::<i64>().ok()) {
@@ -183,6 +201,10 @@ pub fn main(args: &[String]) -> i32 {
     if reply["ok"].as_bool() != Some(true) {
         if as_json {
             println!("{reply}");
+        } else if cmd == "reload" {
+            for e in reply["errors"].as_array().into_iter().flatten() {
+                eprintln!("error: {}", e.as_str().unwrap_or("?"));
+            }
         }
         eprintln!(
             "moonlit ctl: {}",
@@ -195,6 +217,7 @@ pub fn main(args: &[String]) -> i32 {
     } else {
         match cmd.as_str() {
             "status" => print_status(&reply),
+            "reload" => print_reload(&reply),
             "logs" => {
                 for l in reply["lines"].as_array().into_iter().flatten() {
                     println!("{}", l.as_str().unwrap_or(""));
@@ -224,6 +247,39 @@ pub fn main(args: &[String]) -> i32 {
         }
     }
     0
+}
+
+fn print_reload(v: &Value) {
+    if let Some(m) = v["message"].as_str() {
+        println!("{m} (generation {})", v["generation"]);
+        return;
+    }
+    let dry = v["dry_run"].as_bool() == Some(true);
+    println!(
+        "{} generation {}; modules changed: {}",
+        if dry { "dry run against" } else { "now at" },
+        v["generation"],
+        v["changed"]
+            .as_array()
+            .map(|a| a
+                .iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(", "))
+            .unwrap_or_default()
+    );
+    if let Some(r) = v["removed"].as_array().filter(|a| !a.is_empty()) {
+        println!(
+            "modules removed: {}",
+            r.iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    for (name, o) in v["services"].as_object().into_iter().flatten() {
+        println!("  {name:<20} {}", o.as_str().unwrap_or("?"));
+    }
 }
 
 fn usage(msg: &str) -> i32 {

@@ -14,7 +14,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use moonlit_config::error::ConfigError;
-use moonlit_config::plan::{self, ModuleResult};
+use moonlit_config::plan::Plan;
 use moonlit_config::runtime::{
     BootInfo, HostRequest, Limits, Registrar, Request, Runtime, Step, TaskId,
 };
@@ -33,9 +33,15 @@ use crate::mode::Mode;
 use crate::shutdown::{self, Power};
 use crate::supervisor::{Action, Ms, State, Supervisor};
 
+mod reload;
+use reload::Module;
+
 const T_SIGNAL: u64 = 1;
 const T_CONTROL: u64 = 2;
 const T_CONSOLE: u64 = 3;
+const T_WATCH: u64 = 4;
+/// Quiet period of the configuration watch.
+const WATCH_QUIET_MS: Ms = 300;
 const T_LOG: u64 = 1 << 32;
 const T_CLIENT: u64 = 2 << 32;
 const T_MASK: u64 = 0xffff_ffff;
@@ -57,6 +63,8 @@ pub struct Options {
     pub control_path: PathBuf,
     pub debug: bool,
     pub rescue: bool,
+    /// Reload when the configuration directory changes (inotify, debounced).
+    pub watch: bool,
     pub cmdline: Vec<(String, String)>,
     pub limits: Limits,
 }
@@ -118,6 +126,15 @@ pub struct Init {
     boot_started: Ms,
     services_started: Ms,
     rescue_pid: Option<u32>,
+    /// The modules and plan of the generation in force.
+    modules: BTreeMap<String, Module>,
+    plan: Plan,
+    /// Committed reload transactions.
+    transactions: u64,
+    last_reload: Option<Value>,
+    /// inotify on the configuration directories, and the debounce deadline.
+    watch: Option<OwnedFd>,
+    watch_due: Option<Ms>,
 }
 
 fn log_line(console: &Rc<std::cell::RefCell<Console>>, msg: &str) {
@@ -205,6 +222,12 @@ impl Init {
             boot_started: now_ms(),
             services_started: now_ms(),
             rescue_pid: None,
+            modules: BTreeMap::new(),
+            plan: Plan::default(),
+            transactions: 0,
+            last_reload: None,
+            watch: None,
+            watch_due: None,
         };
         match Control::bind(&init.opts.control_path, uid) {
             Ok(c) => {
@@ -241,34 +264,30 @@ impl Init {
             self.start_rescue_shell();
         }
         let dir = self.opts.config_dir.clone();
-        let (files, io_errors) = moonlit_config::modules::discover(&dir);
-        let mut results: Vec<ModuleResult> = io_errors
-            .into_iter()
-            .map(|e| ModuleResult {
-                module: e.module.clone(),
-                decls: Err(e),
-            })
-            .collect();
-        for f in &files {
-            results.push(ModuleResult {
-                module: f.name.clone(),
-                decls: self.rt.eval_module(&f.name, &f.source),
-            });
-        }
-        let (plan, errors) = plan::build(&results);
-        for e in &errors {
+        let c = self.evaluate(None, true);
+        for e in &c.errors {
             self.log(&format!("config error: {e}"));
         }
-        self.config_errors = errors;
-        self.sup = Supervisor::new(&plan);
+        self.config_errors = c.errors.clone();
+        self.sup = Supervisor::new(&c.plan);
         self.sup.hold = true;
         self.log(&format!(
             "configuration {}: {} modules, {} services, {} errors",
             dir.display(),
-            files.len(),
-            plan.services.len(),
+            c.modules.len()
+                + c.errors
+                    .iter()
+                    .filter(|e| e.kind == moonlit_config::ErrorKind::Syntax
+                        || e.kind == moonlit_config::ErrorKind::Runtime
+                        || e.kind == moonlit_config::ErrorKind::Limit)
+                    .count(),
+            c.plan.services.len(),
             self.config_errors.len()
         ));
+        self.commit(c);
+        if self.opts.watch {
+            self.start_watch();
+        }
         self.mark("modules", t);
 
         let script = dir.join("init.lua");
@@ -352,6 +371,7 @@ impl Init {
             self.sup.next_deadline(),
             self.control.as_ref().and_then(Control::next_deadline),
             self.net_waiters.iter().filter_map(|w| w.1).min(),
+            self.watch_due,
             match self.shutdown.as_ref().map(|s| s.phase) {
                 Some(Phase::Term { until }) | Some(Phase::Kill { until }) => Some(until),
                 _ => None,
@@ -401,6 +421,7 @@ impl Init {
                 T_SIGNAL => self.on_signals(),
                 T_CONTROL => self.on_accept(),
                 T_CONSOLE => self.console.borrow_mut().flush(),
+                T_WATCH => self.on_watch(),
                 d if d & !T_MASK == T_LOG => self.on_log((d & T_MASK) as u32),
                 d if d & !T_MASK == T_CLIENT => self.on_client(d & T_MASK, flags),
                 _ => {}
@@ -472,6 +493,14 @@ impl Init {
             if !progressed {
                 break;
             }
+        }
+        if self.watch_due.is_some_and(|d| d <= now_ms()) {
+            self.watch_due = None;
+            let r = self.reload(None, false, "watch");
+            if r["message"] == "no changes" && self.opts.debug {
+                self.log("watch: files touched, contents unchanged: no reload");
+            }
+            self.start_watch();
         }
         self.check_ready();
         self.progress_shutdown();
@@ -591,6 +620,64 @@ impl Init {
         );
         // The root has moved: there is no way back.
         self.fatal(&format!("exec {init} after switch_root: {e}"))
+    }
+
+    /// Watches the configuration directories (inotify): any change arms a
+    /// debounced reload. Idempotent (re-adds watches for new directories).
+    fn start_watch(&mut self) {
+        use rustix::fs::inotify;
+        if self.watch.is_none() {
+            match inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK) {
+                Ok(fd) => {
+                    if let Err(e) = epoll::add(
+                        &self.epoll,
+                        &fd,
+                        EventData::new_u64(T_WATCH),
+                        EventFlags::IN,
+                    ) {
+                        self.log(&format!("watch: epoll: {e}"));
+                        return;
+                    }
+                    self.watch = Some(fd);
+                }
+                Err(e) => {
+                    self.log(&format!("watch: inotify_init: {e}"));
+                    return;
+                }
+            }
+        }
+        let Some(fd) = self.watch.as_ref() else {
+            return;
+        };
+        let flags = inotify::WatchFlags::CLOSE_WRITE
+            | inotify::WatchFlags::MOVED_TO
+            | inotify::WatchFlags::MOVED_FROM
+            | inotify::WatchFlags::CREATE
+            | inotify::WatchFlags::DELETE
+            | inotify::WatchFlags::ATTRIB;
+        let dir = self.opts.config_dir.clone();
+        for d in [dir.clone(), dir.join("services"), dir.join("lib")] {
+            if d.is_dir() {
+                let _ = inotify::add_watch(fd, &d, flags);
+            }
+        }
+    }
+
+    fn on_watch(&mut self) {
+        let Some(fd) = self.watch.as_ref() else {
+            return;
+        };
+        let mut buf = [0u8; 4096];
+        let mut any = false;
+        while let Ok(n) = rustix::io::read(fd, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            any = true;
+        }
+        if any {
+            self.watch_due = Some(now_ms() + WATCH_QUIET_MS);
+        }
     }
 
     /// `moonlit.rescue`: a shell on the real console, beside the normal boot.
@@ -791,7 +878,7 @@ impl Init {
                     if signo == NixSignal::SIGCHLD as i32 {
                         reap = true;
                     } else if signo == NixSignal::SIGHUP as i32 {
-                        self.log("SIGHUP: configuration reload is not available in this version");
+                        self.reload(None, false, "SIGHUP");
                     } else if let Some(power) = signal_action(signo) {
                         self.log(&format!(
                             "received SIG{}: {}",
@@ -1006,6 +1093,24 @@ impl Init {
                     false,
                 )
             }
+            "reload" => {
+                let only: Option<Vec<String>> = req
+                    .get("modules")
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|m| m.as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .filter(|v: &Vec<String>| !v.is_empty());
+                let dry = req.get("dry_run").and_then(Value::as_bool).unwrap_or(false);
+                let mut r = self.reload(only.as_deref(), dry, "ctl");
+                if let Some(o) = r.as_object_mut() {
+                    o.insert("v".into(), json!(PROTOCOL_VERSION));
+                }
+                self.process();
+                (r, false)
+            }
             "" => (err("request has no \"cmd\"".into()), false),
             other => (err(format!("unknown command \"{other}\"")), false),
         }
@@ -1057,6 +1162,10 @@ impl Init {
             "errors": self.config_errors.iter().map(|e| e.message.clone()).collect::<Vec<_>>(),
             "lua_errors": self.lua_errors.iter().cloned().collect::<Vec<_>>(),
             "orphans_reaped": self.orphans,
+            "transactions": self.transactions,
+            "states": self.rt.live_states().into_iter().map(|(m, j, v)| (m, json!({"version": v, "data": j}))).collect::<serde_json::Map<String, Value>>(),
+            "last_reload": self.last_reload,
+            "modules": self.modules.iter().map(|(n, m)| json!({"name": n, "hash": format!("{:016x}", m.hash)})).collect::<Vec<_>>(),
             "lua_memory": self.rt.used_memory(),
             "console_dropped": self.console.borrow().dropped,
         })

@@ -28,10 +28,11 @@ use crate::mode::Mode;
 const USAGE: &str = "usage:
   moonlit                         as PID 1: boot the system (config: /etc/moonlit,
                                   or moonlit.config= on the kernel command line)
-  moonlit run [--sandbox] [--control PATH] [--debug] DIR
+  moonlit run [--sandbox] [--control PATH] [--watch] [--debug] DIR
                                   run the configuration in DIR: --sandbox as PID 1 of
                                   new pid/mount/uts/ipc/net namespaces (root), else as
-                                  a subreaper for development (no root needed)
+                                  a subreaper for development (no root needed);
+                                  --watch reloads when DIR changes
   moonlit ctl [--socket PATH] COMMAND ...   talk to a running moonlit (see ctl --help)
   moonlit check DIR               validate a configuration without booting it
   moonlit --version";
@@ -195,6 +196,7 @@ fn system_boot(args: &[String], mask: &SigSet) -> ! {
             .unwrap_or_else(|_| "/run/moonlit/control.sock".into()),
         debug: kv("moonlit.debug").is_some(),
         rescue: kv("moonlit.rescue").is_some(),
+        watch: kv("moonlit.watch").is_some(),
         cmdline,
         limits: Default::default(),
     };
@@ -205,6 +207,7 @@ fn system_boot(args: &[String], mask: &SigSet) -> ! {
 fn run(args: &[String], mask: &SigSet) -> i32 {
     let mut sandbox = false;
     let mut debug = false;
+    let mut watch = false;
     let mut control = None;
     let mut dir = None;
     let mut it = args.iter();
@@ -212,6 +215,7 @@ fn run(args: &[String], mask: &SigSet) -> i32 {
         match a.as_str() {
             "--sandbox" => sandbox = true,
             "--debug" => debug = true,
+            "--watch" => watch = true,
             "--control" => match it.next() {
                 Some(p) => control = Some(PathBuf::from(p)),
                 None => return usage_error("--control needs a path"),
@@ -239,6 +243,7 @@ fn run(args: &[String], mask: &SigSet) -> i32 {
         control_path,
         debug,
         rescue: false,
+        watch,
         cmdline: kernel_cmdline(),
         limits: Default::default(),
     };
@@ -352,7 +357,7 @@ fn check(args: &[String]) -> i32 {
     for f in &files {
         results.push(moonlit_config::plan::ModuleResult {
             module: f.name.clone(),
-            decls: rt.eval_module(&f.name, &f.source),
+            decls: rt.eval_module(&f.name, &f.source).map(|e| e.decls),
         });
     }
     let (plan, mut errors) = moonlit_config::plan::build(&results);

@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use moonlit_config::plan::{Plan, RestartPolicy, ServiceSpec};
+use moonlit_config::plan::{OnChange, Plan, RestartPolicy, ServiceSpec};
 use moonlit_config::spawn::ExitStatus;
 
 /// Milliseconds on the monotonic clock.
@@ -100,6 +100,27 @@ pub struct Service {
     recent: VecDeque<Ms>,
     pub last_exit: Option<ExitStatus>,
     pub last_delay: Option<Ms>,
+    /// No longer declared: stopped with its own stop procedure, then dropped.
+    pub removing: bool,
+}
+
+/// What a reload did (or, dry, would do) to one service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// Same spec: nothing happens, same pid.
+    Unchanged,
+    /// Supervisor fields only, applied live (same pid); or a new spec for a
+    /// service that is not running.
+    Updated,
+    /// Process-defining fields changed: stopped the old way, started anew.
+    Restarted,
+    /// Process-defining fields changed, `on_change = "reload"`: signalled.
+    Reloaded,
+    /// Process-defining fields changed, `on_change = "defer"`: next start.
+    Deferred,
+    Added,
+    Removed,
 }
 
 impl Service {
@@ -114,6 +135,7 @@ impl Service {
             recent: VecDeque::new(),
             last_exit: None,
             last_delay: None,
+            removing: false,
         }
     }
     fn wanted(&self, shutting_down: bool) -> bool {
@@ -199,6 +221,17 @@ impl Supervisor {
     /// Advances every service as far as it can go now.
     pub fn step(&mut self, now: Ms) -> Vec<Action> {
         let mut actions = Vec::new();
+        let gone: Vec<String> = self
+            .services
+            .iter()
+            .filter(|(_, s)| s.removing && s.state.pid().is_none() && s.state != State::Starting)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for n in gone {
+            self.services.remove(&n);
+            self.order.retain(|o| o != &n);
+            actions.push(Action::Log(format!("{n}: removed")));
+        }
         // Deadlines.
         for (name, s) in self.services.iter_mut() {
             match s.state.clone() {
@@ -579,6 +612,126 @@ impl Supervisor {
         }
     }
 
+    /// What applying `plan` would do to each service.
+    pub fn diff(&self, plan: &Plan) -> BTreeMap<String, Outcome> {
+        let mut out = BTreeMap::new();
+        for (name, new) in &plan.services {
+            let o = match self.services.get(name) {
+                None => Outcome::Added,
+                Some(s) => Self::classify(s, new),
+            };
+            out.insert(name.clone(), o);
+        }
+        for name in self.services.keys() {
+            if !plan.services.contains_key(name) {
+                out.insert(name.clone(), Outcome::Removed);
+            }
+        }
+        out
+    }
+
+    fn classify(s: &Service, new: &ServiceSpec) -> Outcome {
+        let current = s.pending.as_ref().unwrap_or(&s.spec);
+        if current.same_as(new) && !s.removing {
+            return Outcome::Unchanged;
+        }
+        let running = matches!(s.state, State::Running { pid, .. } if pid != 0);
+        if !s.spec.process_differs(new) || !running {
+            return Outcome::Updated;
+        }
+        match new.on_change {
+            OnChange::Restart => Outcome::Restarted,
+            OnChange::Reload => Outcome::Reloaded,
+            OnChange::Defer => Outcome::Deferred,
+        }
+    }
+
+    /// Adopts a new plan (a committed reload): see [`Outcome`] for what
+    /// happens to each service. Manual stops, restart counters and pids of
+    /// unchanged services survive.
+    pub fn apply(&mut self, plan: &Plan, now: Ms) -> (Vec<Action>, BTreeMap<String, Outcome>) {
+        let outcomes = self.diff(plan);
+        let mut actions = Vec::new();
+        for (name, outcome) in &outcomes {
+            let new = plan.services.get(name);
+            match (outcome, new) {
+                (Outcome::Added, Some(new)) => {
+                    self.services
+                        .insert(name.clone(), Service::new(new.clone()));
+                }
+                (Outcome::Removed, _) => {
+                    actions.extend(self.stop_one(name, now, true));
+                    if let Some(s) = self.services.get_mut(name) {
+                        s.removing = true;
+                    }
+                }
+                (_, Some(new)) => {
+                    let Some(s) = self.services.get_mut(name) else {
+                        continue;
+                    };
+                    s.removing = false;
+                    match outcome {
+                        Outcome::Unchanged => {
+                            // Possibly moved to another file: only the location changed.
+                            s.spec.location.clone_from(&new.location);
+                            if let Some(p) = s.pending.as_mut() {
+                                p.location.clone_from(&new.location);
+                            }
+                        }
+                        Outcome::Updated => {
+                            s.spec = new.clone();
+                            s.pending = None;
+                            if !s.spec.enabled && s.state.pid().is_some() {
+                                actions.extend(self.stop_one(name, now, false));
+                            }
+                        }
+                        Outcome::Restarted => {
+                            s.pending = Some(new.clone());
+                            // Stopped with the OLD stop signal and timeout, then
+                            // started with the pending spec.
+                            if let State::Running { pid, .. } = s.state {
+                                let sig = s.spec.stop_signal;
+                                s.state = State::Stopping {
+                                    pid,
+                                    deadline: now + s.spec.stop_timeout.as_millis() as u64,
+                                    killed: false,
+                                    then_start: true,
+                                };
+                                actions.push(Action::Signal {
+                                    service: name.clone(),
+                                    pid,
+                                    sig,
+                                });
+                            }
+                        }
+                        Outcome::Reloaded => {
+                            if let State::Running { pid, .. } = s.state {
+                                actions.push(Action::Signal {
+                                    service: name.clone(),
+                                    pid,
+                                    sig: s.spec.reload_signal,
+                                });
+                            }
+                            s.spec = new.clone();
+                            s.pending = None;
+                        }
+                        Outcome::Deferred => s.pending = Some(new.clone()),
+                        Outcome::Added | Outcome::Removed => {}
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut order = plan.start_order();
+        for (n, s) in &self.services {
+            if s.removing {
+                order.push(n.clone());
+            }
+        }
+        self.order = order;
+        (actions, outcomes)
+    }
+
     pub fn begin_shutdown(&mut self) {
         self.shutting_down = true;
     }
@@ -863,6 +1016,111 @@ mod tests {
         s.spawned("app", Ok(3), 0);
         s.exited(3, ExitStatus::Exited(42), 5);
         assert_eq!(s.main_exit, Some(42));
+    }
+
+    fn plan_of(specs: Vec<ServiceSpec>) -> Plan {
+        let mut plan = Plan::default();
+        for s in specs {
+            plan.services.insert(s.name.clone(), s);
+        }
+        plan
+    }
+
+    #[test]
+    fn reload_outcomes_per_kind_of_change() {
+        let mut s = sup(vec![
+            spec("same"),
+            spec("policy"),
+            spec("argv"),
+            spec("rl"),
+            spec("df"),
+            spec("gone"),
+        ]);
+        s.step(0);
+        for (i, n) in ["same", "policy", "argv", "rl", "df", "gone"]
+            .iter()
+            .enumerate()
+        {
+            s.spawned(n, Ok(10 + i as u32), 0);
+        }
+        let mut moved = spec("same");
+        moved.location = "services/other.lua:9".into();
+        let mut policy = spec("policy");
+        policy.restart = RestartPolicy::Never;
+        let mut argv = spec("argv");
+        argv.exec = vec!["/bin/new".into()];
+        argv.stop_signal = 2;
+        let mut rl = spec("rl");
+        rl.exec = vec!["/bin/new".into()];
+        rl.on_change = OnChange::Reload;
+        let mut df = spec("df");
+        df.exec = vec!["/bin/new".into()];
+        df.on_change = OnChange::Defer;
+        let plan = plan_of(vec![moved, policy, argv, rl, df, spec("new")]);
+        let (actions, out) = s.apply(&plan, 100);
+        assert_eq!(out["same"], Outcome::Unchanged);
+        assert_eq!(out["policy"], Outcome::Updated);
+        assert_eq!(out["argv"], Outcome::Restarted);
+        assert_eq!(out["rl"], Outcome::Reloaded);
+        assert_eq!(out["df"], Outcome::Deferred);
+        assert_eq!(out["gone"], Outcome::Removed);
+        assert_eq!(out["new"], Outcome::Added);
+        // The old stop signal (15) goes to argv, not the new one (2).
+        assert!(actions.contains(&Action::Signal {
+            service: "argv".into(),
+            pid: 12,
+            sig: 15
+        }));
+        assert!(actions.contains(&Action::Signal {
+            service: "rl".into(),
+            pid: 13,
+            sig: 1
+        }));
+        assert!(actions.contains(&Action::Signal {
+            service: "gone".into(),
+            pid: 15,
+            sig: 15
+        }));
+        assert_eq!(s.services["same"].state.pid(), Some(10));
+        assert_eq!(s.services["same"].spec.location, "services/other.lua:9");
+        assert_eq!(s.services["policy"].spec.restart, RestartPolicy::Never);
+        assert_eq!(s.services["policy"].state.pid(), Some(11));
+        assert!(s.services["df"].pending.is_some());
+        // argv restarts with the new argv once the old process is gone.
+        s.exited(12, ExitStatus::Signaled(15), 110);
+        assert!(spawns(&s.step(111)).contains(&"argv".to_string()));
+        assert_eq!(s.services["argv"].spec.exec, vec!["/bin/new"]);
+        // gone is dropped once reaped.
+        s.exited(15, ExitStatus::Signaled(15), 112);
+        s.step(113);
+        assert!(!s.services.contains_key("gone"));
+        // A dry diff of the same plan again: nothing to do.
+        let again = s.diff(&plan);
+        assert!(
+            again
+                .iter()
+                .all(|(n, o)| *o == Outcome::Unchanged || n == "df"),
+            "{again:?}"
+        );
+    }
+
+    #[test]
+    fn manual_stop_and_counters_survive_a_reload() {
+        let mut s = sup(vec![spec("a")]);
+        s.step(0);
+        s.spawned("a", Ok(1), 0);
+        s.exited(1, ExitStatus::Exited(1), 5);
+        s.step(5);
+        s.spawned("a", Ok(2), 5);
+        s.stop("a", 6).expect("known");
+        s.exited(2, ExitStatus::Signaled(15), 7);
+        let mut changed = spec("a");
+        changed.exec = vec!["/bin/other".into()];
+        let (_, out) = s.apply(&plan_of(vec![changed]), 10);
+        assert_eq!(out["a"], Outcome::Updated);
+        assert!(s.services["a"].manual_stop);
+        assert_eq!(s.services["a"].restarts, 1);
+        assert!(spawns(&s.step(20)).is_empty(), "still stopped by hand");
     }
 
     #[test]

@@ -271,6 +271,56 @@ impl Sandbox {
         }
     }
 
+    /// Writes a file of the configuration (path relative to the config dir).
+    pub fn write(&self, rel: &str, content: &str) {
+        let p = self.dir.join("config").join(rel);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(
+            &p,
+            content.replace("@DIR@", self.dir.to_str().expect("utf8")),
+        )
+        .expect("write");
+    }
+
+    /// `ctl reload ARGS` → (exit code, parsed JSON reply).
+    pub fn reload(&self, args: &[&str]) -> (i32, Value) {
+        let mut a = vec!["--json", "reload"];
+        a.extend_from_slice(args);
+        let out = self.ctl(&a);
+        let v = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|_| panic!("reload reply: {}", String::from_utf8_lossy(&out.stdout)));
+        (out.status.code().unwrap_or(-1), v)
+    }
+
+    /// Service name -> pid (ns pids) of every running service.
+    pub fn pids(&self) -> std::collections::BTreeMap<String, u64> {
+        self.status()["services"]
+            .as_array()
+            .expect("services")
+            .iter()
+            .filter_map(|s| Some((s["name"].as_str()?.to_string(), s["pid"].as_u64()?)))
+            .collect()
+    }
+
+    /// The host pid of a process whose pid in the sandbox is `ns_pid`.
+    pub fn host_pid(&self, ns_pid: u64) -> u32 {
+        for (pid, _, _) in self.ns_processes() {
+            let st = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            if let Some(l) = st.lines().find(|l| l.starts_with("NSpid:")) {
+                if l.split_whitespace().last() == Some(&ns_pid.to_string()) {
+                    return pid;
+                }
+            }
+        }
+        panic!("no process {ns_pid} in the sandbox");
+    }
+
+    pub fn kill(&self, ns_pid: u64, sig: rustix::process::Signal) {
+        let p = self.host_pid(ns_pid);
+        rustix::process::kill_process(rustix::process::Pid::from_raw(p as i32).expect("pid"), sig)
+            .expect("kill");
+    }
+
     pub fn path(&self, rel: &str) -> PathBuf {
         self.dir.join(rel)
     }

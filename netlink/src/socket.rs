@@ -1,0 +1,312 @@
+//! The request socket: a [`Handle`] around neli's synchronous `NlSocketHandle`
+//! (never `NlRouter`, which starts a thread). It numbers requests, matches replies
+//! and ACKs by sequence number, turns NLMSG_ERROR into [`NetError::Kernel`] with the
+//! kernel's extended-ACK text, retries interrupted dumps, and counts the requests
+//! that change kernel state (so tests can prove a no-op reload writes nothing).
+//!
+//! It also holds the small attribute encoder ([`Attrs`]) shared by the link,
+//! address and route modules. It does not know what the messages mean.
+
+use std::fmt::{Debug, Display};
+use std::io::Cursor;
+
+use neli::{
+    consts::{
+        nl::{NlmF, NlmsgerrAttr},
+        rtnl::{Ifla, Rtm},
+        socket::NlFamily,
+    },
+    err::SocketError,
+    nl::{NlPayload, NlmsghdrBuilder},
+    rtnl::{Rtattr, RtattrBuilder},
+    socket::synchronous::NlSocketHandle,
+    types::{Buffer, RtBuffer},
+    utils::Groups,
+    Size, ToBytes,
+};
+
+use crate::consts::NLMSG_DONE;
+use crate::error::NetError;
+
+/// One decoded message of a reply: its type and the bytes after the nlmsghdr.
+#[derive(Debug)]
+pub(crate) struct Reply {
+    pub ty: u16,
+    pub payload: Vec<u8>,
+}
+
+/// A synchronous rtnetlink request socket (unicast only, no multicast groups).
+pub struct Handle {
+    sock: NlSocketHandle,
+    seq: u32,
+    writes: u64,
+}
+
+fn socket_err(op: &'static str, target: &dyn Display, e: SocketError) -> NetError {
+    match e {
+        SocketError::Io(io) => NetError::Socket {
+            op,
+            target: target.to_string(),
+            source: std::io::Error::new(io.kind(), io.to_string()),
+        },
+        other => NetError::Decode {
+            op,
+            target: target.to_string(),
+            msg: other.to_string(),
+        },
+    }
+}
+
+impl Handle {
+    /// Open a NETLINK_ROUTE socket (`socket(2)` + `bind(2)`, see rtnetlink(7)) in
+    /// the caller's network namespace, with extended ACKs enabled.
+    pub fn new() -> Result<Self, NetError> {
+        let sock = NlSocketHandle::connect(NlFamily::Route, None, Groups::empty())
+            .map_err(|e| socket_err("open", &"rtnetlink socket", e))?;
+        // Extended ACKs only improve error messages; an old kernel without them is fine.
+        let _ = sock.enable_ext_ack(true);
+        Ok(Handle {
+            sock,
+            seq: 0,
+            writes: 0,
+        })
+    }
+
+    /// Number of state-changing requests (new/set/del) sent so far.
+    pub fn writes(&self) -> u64 {
+        self.writes
+    }
+
+    fn send<P: Size + ToBytes + Debug>(
+        &mut self,
+        ty: Rtm,
+        flags: NlmF,
+        payload: P,
+        op: &'static str,
+        target: &dyn Display,
+    ) -> Result<u32, NetError> {
+        self.seq = self.seq.wrapping_add(1).max(1);
+        let msg = NlmsghdrBuilder::default()
+            .nl_type(ty)
+            .nl_flags(flags | NlmF::REQUEST)
+            .nl_seq(self.seq)
+            .nl_pid(0)
+            .nl_payload(NlPayload::Payload(payload))
+            .build()
+            .map_err(|e| NetError::Decode {
+                op,
+                target: target.to_string(),
+                msg: e.to_string(),
+            })?;
+        self.sock
+            .send(&msg)
+            .map_err(|e| socket_err(op, target, e))?;
+        Ok(self.seq)
+    }
+
+    /// Read replies to `seq` until its ACK / DONE / error. Returns the data
+    /// messages and whether the kernel flagged the dump as interrupted.
+    fn collect(
+        &mut self,
+        seq: u32,
+        op: &'static str,
+        target: &dyn Display,
+    ) -> Result<(Vec<Reply>, bool), NetError> {
+        let mut out = Vec::new();
+        let mut intr = false;
+        loop {
+            let (iter, _) = self
+                .sock
+                .recv::<Rtm, Buffer>()
+                .map_err(|e| socket_err(op, target, e))?;
+            for msg in iter {
+                let msg = msg.map_err(|e| socket_err(op, target, e))?;
+                if *msg.nl_seq() != seq {
+                    continue; // a late reply to an earlier, abandoned request
+                }
+                if msg.nl_flags().contains(NlmF::DUMP_INTR) {
+                    intr = true;
+                }
+                match msg.nl_payload() {
+                    NlPayload::Ack(_) => return Ok((out, intr)),
+                    NlPayload::Err(e) => {
+                        let ext = e
+                            .ext_ack()
+                            .get_attr_handle()
+                            .get_attr_payload_as_with_len::<String>(NlmsgerrAttr::Msg)
+                            .ok()
+                            .map(|s| s.trim_end_matches('\0').to_string());
+                        return Err(NetError::Kernel {
+                            op,
+                            target: target.to_string(),
+                            errno: e.error().saturating_neg(),
+                            ext,
+                        });
+                    }
+                    NlPayload::DumpExtAck(a) => {
+                        if *a.error() != 0 {
+                            return Err(NetError::Kernel {
+                                op,
+                                target: target.to_string(),
+                                errno: a.error().saturating_neg(),
+                                ext: None,
+                            });
+                        }
+                        return Ok((out, intr));
+                    }
+                    NlPayload::Empty => {
+                        if u16::from(*msg.nl_type()) == NLMSG_DONE {
+                            return Ok((out, intr));
+                        }
+                    }
+                    NlPayload::Payload(p) => out.push(Reply {
+                        ty: u16::from(*msg.nl_type()),
+                        payload: p.as_ref().to_vec(),
+                    }),
+                }
+            }
+        }
+    }
+
+    /// A state-changing request (`flags` | REQUEST | ACK); waits for the ACK.
+    pub(crate) fn write<P: Size + ToBytes + Debug>(
+        &mut self,
+        ty: Rtm,
+        flags: NlmF,
+        payload: P,
+        op: &'static str,
+        target: &dyn Display,
+    ) -> Result<(), NetError> {
+        self.writes += 1;
+        let seq = self.send(ty, flags | NlmF::ACK, payload, op, target)?;
+        self.collect(seq, op, target).map(|_| ())
+    }
+
+    /// A non-dump query that answers with data then an ACK.
+    pub(crate) fn query<P: Size + ToBytes + Debug>(
+        &mut self,
+        ty: Rtm,
+        payload: P,
+        op: &'static str,
+        target: &dyn Display,
+    ) -> Result<Vec<Reply>, NetError> {
+        let seq = self.send(ty, NlmF::ACK, payload, op, target)?;
+        self.collect(seq, op, target).map(|r| r.0)
+    }
+
+    /// A dump (NLM_F_DUMP), retried when the kernel reports it interrupted by a
+    /// concurrent change.
+    pub(crate) fn dump<P: Size + ToBytes + Debug + Clone>(
+        &mut self,
+        ty: Rtm,
+        payload: P,
+        op: &'static str,
+    ) -> Result<Vec<Reply>, NetError> {
+        let mut tries = 0;
+        loop {
+            let seq = self.send(ty, NlmF::DUMP, payload.clone(), op, &"dump")?;
+            let (out, intr) = self.collect(seq, op, &"dump")?;
+            tries += 1;
+            if !intr || tries >= 5 {
+                return Ok(out);
+            }
+        }
+    }
+}
+
+/// A list of rtnetlink attributes under construction (type, payload bytes).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Attrs(pub Vec<(u16, Vec<u8>)>);
+
+impl Attrs {
+    pub fn new() -> Self {
+        Attrs(Vec::new())
+    }
+    pub fn bytes(mut self, ty: u16, b: &[u8]) -> Self {
+        self.0.push((ty, b.to_vec()));
+        self
+    }
+    pub fn u32(self, ty: u16, v: u32) -> Self {
+        self.bytes(ty, &v.to_ne_bytes())
+    }
+    pub fn u16(self, ty: u16, v: u16) -> Self {
+        self.bytes(ty, &v.to_ne_bytes())
+    }
+    pub fn u8(self, ty: u16, v: u8) -> Self {
+        self.bytes(ty, &[v])
+    }
+    /// NUL-terminated string attribute.
+    pub fn str(self, ty: u16, s: &str) -> Self {
+        let mut b = s.as_bytes().to_vec();
+        b.push(0);
+        self.bytes(ty, &b)
+    }
+    /// Non-terminated string (IFLA_INFO_KIND is accepted both ways).
+    pub fn nested(self, ty: u16, inner: &Attrs) -> Result<Self, NetError> {
+        let b = inner.encode()?;
+        Ok(self.bytes(ty, &b))
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    /// As a neli attribute buffer of any rtnetlink attribute type.
+    pub fn rtbuffer<T: From<u16> + Size>(&self) -> Result<RtBuffer<T, Buffer>, NetError> {
+        let mut buf = RtBuffer::new();
+        for (ty, payload) in &self.0 {
+            let a: Rtattr<T, Buffer> = RtattrBuilder::default()
+                .rta_type(T::from(*ty))
+                .rta_payload(Buffer::from(payload.as_slice()))
+                .build()
+                .map_err(|e| NetError::Decode {
+                    op: "encode",
+                    target: "attribute".into(),
+                    msg: e.to_string(),
+                })?;
+            buf.push(a);
+        }
+        Ok(buf)
+    }
+    /// The attributes' wire bytes (each padded to 4).
+    pub fn encode(&self) -> Result<Vec<u8>, NetError> {
+        let buf: RtBuffer<Ifla, Buffer> = self.rtbuffer()?;
+        to_bytes(&buf)
+    }
+}
+
+/// Serialize any neli value.
+pub(crate) fn to_bytes<T: ToBytes + Size>(v: &T) -> Result<Vec<u8>, NetError> {
+    let mut c = Cursor::new(Vec::with_capacity(v.padded_size()));
+    v.to_bytes(&mut c).map_err(|e| NetError::Decode {
+        op: "encode",
+        target: "message".into(),
+        msg: e.to_string(),
+    })?;
+    Ok(c.into_inner())
+}
+
+/// Split an attribute area into (type, payload) pairs using neli's parser.
+pub(crate) fn parse_attrs(bytes: &[u8]) -> Result<Vec<(u16, Vec<u8>)>, String> {
+    use neli::FromBytesWithInput;
+    let buf = RtBuffer::<Ifla, Buffer>::from_bytes_with_input(&mut Cursor::new(bytes), bytes.len())
+        .map_err(|e| e.to_string())?;
+    Ok(buf
+        .iter()
+        .map(|a| {
+            (
+                u16::from(*a.rta_type()) & 0x3fff,
+                a.rta_payload().as_ref().to_vec(),
+            )
+        })
+        .collect())
+}
+
+/// Read a native-endian u32 payload.
+pub(crate) fn ne_u32(b: &[u8]) -> Option<u32> {
+    Some(u32::from_ne_bytes(b.get(..4)?.try_into().ok()?))
+}
+
+/// Read a NUL-terminated string payload.
+pub(crate) fn c_str(b: &[u8]) -> String {
+    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+    String::from_utf8_lossy(&b[..end]).into_owned()
+}

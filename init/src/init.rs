@@ -33,13 +33,16 @@ use crate::mode::Mode;
 use crate::shutdown::{self, Power};
 use crate::supervisor::{Action, Ms, State, Supervisor};
 
+mod network;
 mod reload;
+use network::Net;
 use reload::Module;
 
 const T_SIGNAL: u64 = 1;
 const T_CONTROL: u64 = 2;
 const T_CONSOLE: u64 = 3;
 const T_WATCH: u64 = 4;
+const T_NETLINK: u64 = 5;
 /// Quiet period of the configuration watch.
 const WATCH_QUIET_MS: Ms = 300;
 const T_LOG: u64 = 1 << 32;
@@ -135,6 +138,7 @@ pub struct Init {
     /// inotify on the configuration directories, and the debounce deadline.
     watch: Option<OwnedFd>,
     watch_due: Option<Ms>,
+    net: Net,
 }
 
 fn log_line(console: &Rc<std::cell::RefCell<Console>>, msg: &str) {
@@ -228,6 +232,7 @@ impl Init {
             last_reload: None,
             watch: None,
             watch_due: None,
+            net: Net::default(),
         };
         match Control::bind(&init.opts.control_path, uid) {
             Ok(c) => {
@@ -329,6 +334,13 @@ impl Init {
             let since = self.boot_started;
             self.mark("init.lua", since);
         }
+        if self.net.active {
+            let t = now_ms();
+            let spec = self.net.spec.clone();
+            self.net_apply(&spec);
+            self.start_netlink_events();
+            self.mark("network", t);
+        }
         self.sup.hold = false;
         self.services_started = now_ms();
     }
@@ -385,10 +397,8 @@ impl Init {
         {
             d = Some(now_ms());
         }
-        if !self.net_waiters.is_empty() {
-            // Until netlink events are wired into the loop, waiters re-check
-            // every 50 ms.
-            d = Some(d.unwrap_or(u64::MAX).min(now_ms() + 50));
+        if self.net.again {
+            d = Some(now_ms());
         }
         d
     }
@@ -422,6 +432,7 @@ impl Init {
                 T_CONTROL => self.on_accept(),
                 T_CONSOLE => self.console.borrow_mut().flush(),
                 T_WATCH => self.on_watch(),
+                T_NETLINK => self.on_netlink(),
                 d if d & !T_MASK == T_LOG => self.on_log((d & T_MASK) as u32),
                 d if d & !T_MASK == T_CLIENT => self.on_client(d & T_MASK, flags),
                 _ => {}
@@ -453,20 +464,24 @@ impl Init {
                     progressed = true;
                 }
             }
-            let (due_net, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.net_waiters)
-                .into_iter()
-                .partition(|_| true);
-            self.net_waiters = keep;
-            for (id, deadline) in due_net {
-                // Re-check: resume with "maybe changed" (true) or timed out (false).
+            // Netlink waiters: woken by events (on_netlink); here only their
+            // timeouts, or a 50 ms re-check when no event socket could be had.
+            let polling = self.net.events.is_none();
+            let waiters = std::mem::take(&mut self.net_waiters);
+            for (id, deadline) in waiters {
                 let timed_out = deadline.is_some_and(|d| d <= now);
-                self.seq += 1;
-                let at = if timed_out {
-                    now
+                if timed_out || polling {
+                    self.seq += 1;
+                    let at = if timed_out {
+                        now
+                    } else {
+                        deadline.map_or(now + 50, |d| d.min(now + 50))
+                    };
+                    self.sleepers.insert((at, self.seq), (id, !timed_out));
+                    progressed |= timed_out;
                 } else {
-                    deadline.map_or(now + 50, |d| d.min(now + 50))
-                };
-                self.sleepers.insert((at, self.seq), (id, true));
+                    self.net_waiters.push((id, deadline));
+                }
             }
             for id in std::mem::take(&mut self.yielders) {
                 let step = self.rt.resume(id, ());
@@ -493,6 +508,11 @@ impl Init {
             if !progressed {
                 break;
             }
+        }
+        if self.net.again {
+            self.net.again = false;
+            let spec = self.net.spec.clone();
+            self.net_apply(&spec);
         }
         if self.watch_due.is_some_and(|d| d <= now_ms()) {
             self.watch_due = None;
@@ -1162,6 +1182,7 @@ impl Init {
             "errors": self.config_errors.iter().map(|e| e.message.clone()).collect::<Vec<_>>(),
             "lua_errors": self.lua_errors.iter().cloned().collect::<Vec<_>>(),
             "orphans_reaped": self.orphans,
+            "network": {"declared": self.net.active, "owned_links": self.net.owned, "applied": self.net.applied},
             "transactions": self.transactions,
             "states": self.rt.live_states().into_iter().map(|(m, j, v)| (m, json!({"version": v, "data": j}))).collect::<serde_json::Map<String, Value>>(),
             "last_reload": self.last_reload,

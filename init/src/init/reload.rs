@@ -29,6 +29,9 @@ pub(crate) struct Candidate {
     pub removed: Vec<String>,
     /// (module, new state data, version) for modules with a `state`.
     pub states: Vec<(String, Value, i64)>,
+    /// The declared network, and whether anything was declared.
+    pub network: moonlit_net::NetworkSpec,
+    pub network_declared: bool,
 }
 
 impl Init {
@@ -107,6 +110,13 @@ impl Init {
         }
         let (plan, plan_errors) = plan::build(&results);
         errors.extend(plan_errors);
+        let (network, network_declared) = match super::network::spec_of(&modules) {
+            Ok(n) => n,
+            Err(e) => {
+                errors.push(e);
+                (self.net.spec.clone(), self.net.active)
+            }
+        };
         // State: migrated or carried over, checked to be plain data.
         let mut states = Vec::new();
         for name in &changed {
@@ -159,6 +169,8 @@ impl Init {
             changed,
             removed,
             states,
+            network,
+            network_declared,
         }
     }
 
@@ -172,6 +184,8 @@ impl Init {
                 }
             }
         }
+        self.net.active |= c.network_declared;
+        self.net.spec = c.network.clone();
         let now = now_ms();
         let (actions, outcomes) = self.sup.apply(&c.plan, now);
         self.modules = c.modules;
@@ -231,14 +245,29 @@ impl Init {
         }
         if dry_run {
             let outcomes = self.sup.diff(&c.plan);
+            let network: Vec<String> = if self.net.active || c.network_declared {
+                match self.net_plan(&c.network) {
+                    Ok(ch) => ch.iter().map(|c| c.to_string()).collect(),
+                    Err(e) => vec![format!("cannot plan: {e}")],
+                }
+            } else {
+                Vec::new()
+            };
             return json!({
                 "ok": true, "dry_run": true, "generation": self.generation,
                 "changed": c.changed, "removed": c.removed, "services": outcomes,
+                "network": network,
             });
         }
         let changed = c.changed.clone();
         let removed = c.removed.clone();
         let outcomes = self.commit(c);
+        let network = if self.net.active {
+            let spec = self.net.spec.clone();
+            self.net_apply(&spec)
+        } else {
+            Vec::new()
+        };
         self.generation += 1;
         self.transactions += 1;
         self.config_errors.clear();
@@ -290,7 +319,7 @@ impl Init {
         ));
         let report = json!({
             "ok": true, "generation": self.generation, "changed": changed, "removed": removed,
-            "services": outcomes, "ms": ms,
+            "services": outcomes, "network": network, "ms": ms,
         });
         self.last_reload = Some(report.clone());
         report

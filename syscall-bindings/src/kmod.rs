@@ -1,0 +1,429 @@
+//! `sys.modprobe`: kernel module resolution and loading.
+//!
+//! Owns: reading `modules.dep`, `modules.alias` and `modules.builtin` of a module
+//! tree (by default `/lib/modules/$(uname -r)`), normalising names (`-` = `_`),
+//! resolving a name or alias to the files to load with dependencies first, and
+//! loading them with finit_module(2). Compressed modules (`.ko.xz`, `.ko.zst`,
+//! `.ko.gz`) are handed to the kernel with `MODULE_INIT_COMPRESSED_FILE` (Linux
+//! 6.3+ built with CONFIG_MODULE_DECOMPRESS); they are not decompressed in user
+//! space. A module that is already loaded (EEXIST) counts as success.
+//! Does not own: module parameters beyond passing the string through, blacklists,
+//! install/remove commands of modprobe.d (not supported).
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use mlua::{Lua, Table, Value};
+use nix::libc;
+use rustix::fs::{Mode, OFlags};
+
+use crate::errors::{OrSys, Res, SysError};
+use crate::reg::{add, cstring};
+
+/// Why a module name could not be resolved.
+#[derive(Debug, thiserror::Error)]
+pub enum KmodError {
+    /// modules.dep (or another index) could not be read.
+    #[error("cannot read {}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Neither a module, an alias nor a built-in.
+    #[error("module '{name}' not found in {dir}/modules.dep, modules.alias or modules.builtin")]
+    NotFound {
+        /// The name asked for.
+        name: String,
+        /// The tree searched.
+        dir: String,
+    },
+    /// modules.dep names a dependency that has no entry.
+    #[error("module '{module}' depends on '{dep}', which has no modules.dep entry")]
+    MissingDep {
+        /// The module.
+        module: String,
+        /// Its dependency.
+        dep: String,
+    },
+}
+
+impl KmodError {
+    fn errno(&self) -> i32 {
+        match self {
+            KmodError::Read { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
+            KmodError::NotFound { .. } | KmodError::MissingDep { .. } => libc::ENOENT,
+        }
+    }
+}
+
+/// `-` and `_` are the same in module names; the kernel uses `_`.
+pub fn normalize(name: &str) -> String {
+    name.replace('-', "_")
+}
+
+/// [`normalize`] for alias patterns: a `-` inside `[...]` is a range, kept.
+pub fn normalize_pattern(pat: &str) -> String {
+    let mut depth = 0;
+    pat.chars()
+        .map(|c| match c {
+            '[' => {
+                depth += 1;
+                c
+            }
+            ']' => {
+                depth = 0;
+                c
+            }
+            '-' if depth == 0 => '_',
+            c => c,
+        })
+        .collect()
+}
+
+/// The module name of a file path in modules.dep (`kernel/.../e1000.ko.xz` -> `e1000`).
+pub fn name_of_path(path: &str) -> String {
+    let base = path.rsplit('/').next().unwrap_or(path);
+    let stem = match base.find(".ko") {
+        Some(i) => &base[..i],
+        None => base,
+    };
+    normalize(stem)
+}
+
+/// shell-style glob (`*`, `?`, `[...]`), as modules.alias uses.
+pub fn glob(pat: &[u8], s: &[u8]) -> bool {
+    match pat.first() {
+        None => s.is_empty(),
+        Some(b'*') => (0..=s.len()).any(|i| glob(&pat[1..], &s[i..])),
+        Some(b'?') => !s.is_empty() && glob(&pat[1..], &s[1..]),
+        Some(b'[') => {
+            let Some(end) = pat.iter().skip(1).position(|&c| c == b']').map(|e| e + 1) else {
+                return s.first() == Some(&b'[') && glob(&pat[1..], &s[1..]);
+            };
+            let Some(&c) = s.first() else { return false };
+            let set = &pat[1..end];
+            let (neg, set) = match set.first() {
+                Some(b'!') | Some(b'^') => (true, &set[1..]),
+                _ => (false, set),
+            };
+            let mut hit = false;
+            let mut i = 0;
+            while i < set.len() {
+                if i + 2 < set.len() && set[i + 1] == b'-' {
+                    hit |= set[i] <= c && c <= set[i + 2];
+                    i += 3;
+                } else {
+                    hit |= set[i] == c;
+                    i += 1;
+                }
+            }
+            hit != neg && glob(&pat[end + 1..], &s[1..])
+        }
+        Some(&p) => s.first() == Some(&p) && glob(&pat[1..], &s[1..]),
+    }
+}
+
+/// The indexes of one module tree.
+#[derive(Debug, Default)]
+pub struct ModDb {
+    dir: PathBuf,
+    /// name -> (relative path, dependency paths)
+    deps: HashMap<String, (String, Vec<String>)>,
+    builtin: HashSet<String>,
+    aliases: Vec<(String, String)>,
+}
+
+fn read_opt(path: &Path) -> Result<String, KmodError> {
+    match std::fs::read_to_string(path) {
+        Ok(s) => Ok(s),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        Err(source) => Err(KmodError::Read {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+impl ModDb {
+    /// Reads `dir/modules.dep` (required), `modules.alias`, `modules.builtin`.
+    pub fn load(dir: &Path) -> Result<Self, KmodError> {
+        let dep_path = dir.join("modules.dep");
+        let dep = std::fs::read_to_string(&dep_path).map_err(|source| KmodError::Read {
+            path: dep_path,
+            source,
+        })?;
+        Ok(ModDb::parse(
+            dir,
+            &dep,
+            &read_opt(&dir.join("modules.alias"))?,
+            &read_opt(&dir.join("modules.builtin"))?,
+        ))
+    }
+
+    /// Builds the index from the files' contents.
+    pub fn parse(dir: &Path, dep: &str, alias: &str, builtin: &str) -> Self {
+        let mut db = ModDb {
+            dir: dir.to_path_buf(),
+            ..Default::default()
+        };
+        for line in dep.lines() {
+            let Some((path, rest)) = line.split_once(':') else {
+                continue;
+            };
+            let path = path.trim();
+            if path.is_empty() {
+                continue;
+            }
+            let ds = rest.split_whitespace().map(str::to_string).collect();
+            db.deps.insert(name_of_path(path), (path.to_string(), ds));
+        }
+        for line in alias.lines() {
+            let mut w = line.split_whitespace();
+            if let (Some("alias"), Some(pat), Some(m)) = (w.next(), w.next(), w.next()) {
+                db.aliases.push((normalize_pattern(pat), normalize(m)));
+            }
+        }
+        for line in builtin.lines() {
+            let l = line.trim();
+            if !l.is_empty() {
+                db.builtin.insert(name_of_path(l));
+            }
+        }
+        db
+    }
+
+    fn visit(
+        &self,
+        name: &str,
+        seen: &mut HashSet<String>,
+        out: &mut Vec<PathBuf>,
+    ) -> Result<(), KmodError> {
+        if !seen.insert(name.to_string()) {
+            return Ok(());
+        }
+        let Some((path, deps)) = self.deps.get(name) else {
+            return Err(KmodError::NotFound {
+                name: name.to_string(),
+                dir: self.dir.display().to_string(),
+            });
+        };
+        for d in deps {
+            let dn = name_of_path(d);
+            if !self.deps.contains_key(&dn) {
+                return Err(KmodError::MissingDep {
+                    module: name.to_string(),
+                    dep: dn,
+                });
+            }
+            self.visit(&dn, seen, out)?;
+        }
+        out.push(self.dir.join(path));
+        Ok(())
+    }
+
+    /// The module names `name` stands for: itself, or the modules its alias names.
+    /// Empty when it is built into the kernel.
+    pub fn names(&self, name: &str) -> Result<Vec<String>, KmodError> {
+        let n = normalize(name);
+        if self.deps.contains_key(&n) {
+            return Ok(vec![n]);
+        }
+        if self.builtin.contains(&n) {
+            return Ok(vec![]);
+        }
+        let mut hits: Vec<String> = Vec::new();
+        for (pat, m) in &self.aliases {
+            if glob(pat.as_bytes(), n.as_bytes()) && !hits.contains(m) {
+                hits.push(m.clone());
+            }
+        }
+        if hits.is_empty() {
+            return Err(KmodError::NotFound {
+                name: name.to_string(),
+                dir: self.dir.display().to_string(),
+            });
+        }
+        // An alias may point at a built-in module: nothing to load for it.
+        Ok(hits
+            .into_iter()
+            .filter(|m| !self.builtin.contains(m))
+            .collect())
+    }
+
+    /// The files to load for `name`, dependencies first (empty: built in).
+    pub fn resolve(&self, name: &str) -> Result<Vec<PathBuf>, KmodError> {
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for m in self.names(name)? {
+            self.visit(&m, &mut seen, &mut out)?;
+        }
+        Ok(out)
+    }
+}
+
+/// The running kernel's module tree.
+pub fn default_dir() -> PathBuf {
+    let u = rustix::system::uname();
+    Path::new("/lib/modules").join(u.release().to_string_lossy().as_ref())
+}
+
+fn kmod_err(name: &[u8], e: KmodError) -> SysError {
+    SysError::new("modprobe", e.errno())
+        .path(name)
+        .detail(e.to_string())
+}
+
+fn dir_arg(v: &Value) -> Res<PathBuf> {
+    Ok(match v {
+        Value::Nil => default_dir(),
+        Value::String(s) => PathBuf::from(s.to_str()?.to_string()),
+        other => {
+            return Err(crate::errors::arg_error(format!(
+                "modprobe: module directory must be a string, got {}",
+                other.type_name()
+            )))
+        }
+    })
+}
+
+fn resolve(name: &mlua::LuaString, dir: &Value) -> Res<Vec<PathBuf>> {
+    let n = name.as_bytes();
+    let dir = dir_arg(dir)?;
+    let db = ModDb::load(&dir).map_err(|e| kmod_err(&n, e))?;
+    let name_s = String::from_utf8_lossy(&n).into_owned();
+    Ok(db.resolve(&name_s).map_err(|e| kmod_err(&n, e))?)
+}
+
+fn load_one(path: &Path, params: &std::ffi::CStr) -> Result<(), SysError> {
+    let pb = path.as_os_str().as_encoded_bytes();
+    let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+        .or_path("modprobe", pb)?;
+    let compressed = [".xz", ".zst", ".gz"]
+        .iter()
+        .any(|ext| pb.ends_with(ext.as_bytes()));
+    let flags = if compressed { 4 } else { 0 };
+    match rustix::system::finit_module(&fd, params, flags) {
+        Ok(()) => Ok(()),
+        Err(e) if e == rustix::io::Errno::EXIST => Ok(()),
+        Err(e) if compressed && (e == rustix::io::Errno::OPNOTSUPP || e == rustix::io::Errno::INVAL) => {
+            Err(SysError::new("modprobe", e.raw_os_error())
+                .path(pb)
+                .detail("the kernel cannot load compressed modules (needs Linux 6.3+ with CONFIG_MODULE_DECOMPRESS)"))
+        }
+        Err(e) => Err(SysError::new("modprobe", e.raw_os_error()).path(pb)),
+    }
+}
+
+/// Registers `modprobe` and `modprobe_resolve` into `t`.
+pub fn register(lua: &Lua, t: &Table) -> mlua::Result<()> {
+    add(
+        lua,
+        t,
+        "modprobe_resolve",
+        |lua, (name, dir): (mlua::LuaString, Value)| {
+            let files = resolve(&name, &dir)?;
+            let list: Vec<mlua::LuaString> = files
+                .iter()
+                .map(|p| lua.create_string(p.as_os_str().as_encoded_bytes()))
+                .collect::<mlua::Result<_>>()?;
+            Ok(list)
+        },
+    )?;
+    add(
+        lua,
+        t,
+        "modprobe",
+        |_, (name, params, dir): (mlua::LuaString, Option<mlua::LuaString>, Value)| {
+            let files = resolve(&name, &dir)?;
+            let params = match &params {
+                Some(p) => cstring("params", p)?,
+                None => std::ffi::CString::default(),
+            };
+            let empty = std::ffi::CString::default();
+            let last = files.len().saturating_sub(1);
+            for (i, f) in files.iter().enumerate() {
+                // Parameters belong to the module asked for, not its dependencies.
+                load_one(f, if i == last { &params } else { &empty })?;
+            }
+            Ok(true)
+        },
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEP: &str = "kernel/a/foo.ko.xz: kernel/b/bar-core.ko kernel/c/baz.ko.zst\n\
+kernel/b/bar-core.ko: kernel/c/baz.ko.zst\n\
+kernel/c/baz.ko.zst:\n\
+kernel/d/e1000.ko:\n\
+kernel/e/loop1.ko: kernel/e/loop2.ko\n\
+kernel/e/loop2.ko: kernel/e/loop1.ko\n\
+kernel/f/broken.ko: kernel/f/gone.ko\n";
+    const ALIAS: &str = "alias pci:v00008086d0000100Esv*sd*bc*sc*i* e1000\n\
+alias fs-foo foo\n\
+alias net-pf-[0-9] bar_core\n";
+    const BUILTIN: &str = "kernel/x/veth.ko\n";
+
+    fn db() -> ModDb {
+        ModDb::parse(Path::new("/m"), DEP, ALIAS, BUILTIN)
+    }
+
+    #[test]
+    fn deps_first_each_once() {
+        let got = db().resolve("foo").unwrap();
+        let want: Vec<PathBuf> = [
+            "kernel/c/baz.ko.zst",
+            "kernel/b/bar-core.ko",
+            "kernel/a/foo.ko.xz",
+        ]
+        .iter()
+        .map(|p| Path::new("/m").join(p))
+        .collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn dash_and_underscore_are_one() {
+        assert_eq!(db().resolve("bar-core").unwrap().len(), 2);
+        assert_eq!(db().resolve("bar_core").unwrap().len(), 2);
+    }
+
+    #[test]
+    fn aliases_with_globs() {
+        let got = db()
+            .resolve("pci:v00008086d0000100Esv00001AF4sd00001100bc02sc00i00")
+            .unwrap();
+        assert_eq!(got, vec![Path::new("/m/kernel/d/e1000.ko").to_path_buf()]);
+        assert_eq!(db().resolve("fs-foo").unwrap().len(), 3);
+        assert_eq!(db().resolve("net-pf-7").unwrap().len(), 2);
+    }
+
+    #[test]
+    fn builtin_needs_nothing_and_unknown_fails() {
+        assert!(db().resolve("veth").unwrap().is_empty());
+        let e = db().resolve("nosuchmod").unwrap_err();
+        assert!(e.to_string().contains("'nosuchmod'"), "{e}");
+        assert_eq!(e.errno(), libc::ENOENT);
+    }
+
+    #[test]
+    fn loops_terminate_and_missing_deps_are_named() {
+        assert_eq!(db().resolve("loop1").unwrap().len(), 2);
+        let e = db().resolve("broken").unwrap_err();
+        assert!(e.to_string().contains("'gone'"), "{e}");
+    }
+
+    #[test]
+    fn glob_basics() {
+        assert!(glob(b"a*c", b"abbbc"));
+        assert!(!glob(b"a*c", b"abbb"));
+        assert!(glob(b"a?c", b"abc"));
+        assert!(glob(b"[!x]b", b"ab"));
+        assert!(!glob(b"[!a]b", b"ab"));
+    }
+}

@@ -117,6 +117,41 @@ impl Control {
         })
     }
 
+    /// Takes over a listening socket kept open across a re-exec.
+    pub fn adopt(listener: OwnedFd, path: &Path, allowed_uid: u32) -> Control {
+        let _ = rustix::io::fcntl_setfd(&listener, rustix::io::FdFlags::CLOEXEC);
+        Control {
+            listener,
+            path: path.to_path_buf(),
+            clients: BTreeMap::new(),
+            next: 1,
+            allowed_uid,
+            refused: 0,
+        }
+    }
+
+    /// Takes over a connected client (the one that asked for a re-exec) to
+    /// send it the reply.
+    pub fn adopt_client(&mut self, fd: OwnedFd, now: u64) -> u64 {
+        let _ = rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::CLOEXEC);
+        let _ = rustix::fs::fcntl_setfl(&fd, rustix::fs::OFlags::NONBLOCK);
+        let id = self.next;
+        self.next += 1;
+        self.clients.insert(
+            id,
+            Client {
+                fd,
+                inbuf: Vec::new(),
+                out: VecDeque::new(),
+                opened: now,
+                follow: None,
+                closing: false,
+                answered: true,
+            },
+        );
+        id
+    }
+
     pub fn listener(&self) -> BorrowedFd<'_> {
         self.listener.as_fd()
     }

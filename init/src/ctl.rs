@@ -14,6 +14,8 @@ commands:
   logs NAME [-f] [-n N]     recent output of a service; -f follows it
   reload [--dry-run] [MODULE...]
                             re-read changed modules and apply them atomically
+  reexec [--binary PATH]    replace the running moonlit with PATH (default: the
+                            same binary), keeping every service and its pid
   poweroff|reboot|halt [--code N]
                             shut the system down (N: exit code in a container)";
 
@@ -181,6 +183,14 @@ pub fn main(args: &[String]) -> i32 {
             }
             req["modules"] = json!(mods);
         }
+        "reexec" => match rest.get(1).map(String::as_str) {
+            Some("--binary") => match rest.get(2) {
+                Some(b) => req["binary"] = json!(b),
+                None => return usage("--binary needs a path"),
+            },
+            Some(other) => return usage(&format!("unexpected argument '{other}'")),
+            None => {}
+        },
         "poweroff" | "reboot" | "halt" => {
             if rest.get(1).map(String::as_str) == Some("--code") {
                 match rest.get(2).and_then(|c| c.parse::<i64>().ok()) {

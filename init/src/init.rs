@@ -34,6 +34,7 @@ use crate::shutdown::{self, Power};
 use crate::supervisor::{Action, Ms, State, Supervisor};
 
 mod network;
+pub mod reexec;
 mod reload;
 use network::Net;
 use reload::Module;
@@ -70,6 +71,8 @@ pub struct Options {
     pub watch: bool,
     pub cmdline: Vec<(String, String)>,
     pub limits: Limits,
+    /// The control socket kept open across a re-exec.
+    pub inherited_control: Option<std::os::fd::RawFd>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,6 +142,9 @@ pub struct Init {
     watch: Option<OwnedFd>,
     watch_due: Option<Ms>,
     net: Net,
+    reexec: Option<reexec::PendingReexec>,
+    /// Re-execs since boot.
+    reexecs: u64,
 }
 
 fn log_line(console: &Rc<std::cell::RefCell<Console>>, msg: &str) {
@@ -233,8 +239,18 @@ impl Init {
             watch: None,
             watch_due: None,
             net: Net::default(),
+            reexec: None,
+            reexecs: 0,
         };
-        match Control::bind(&init.opts.control_path, uid) {
+        let control = match init.opts.inherited_control {
+            Some(fd) => Ok(Control::adopt(
+                crate::sys::own_fd(fd),
+                &init.opts.control_path,
+                uid,
+            )),
+            None => Control::bind(&init.opts.control_path, uid),
+        };
+        match control {
             Ok(c) => {
                 if let Err(e) = epoll::add(
                     &init.epoll,
@@ -384,6 +400,7 @@ impl Init {
             self.control.as_ref().and_then(Control::next_deadline),
             self.net_waiters.iter().filter_map(|w| w.1).min(),
             self.watch_due,
+            self.reexec_deadline(),
             match self.shutdown.as_ref().map(|s| s.phase) {
                 Some(Phase::Term { until }) | Some(Phase::Kill { until }) => Some(until),
                 _ => None,
@@ -508,6 +525,9 @@ impl Init {
             if !progressed {
                 break;
             }
+        }
+        if self.reexec_deadline().is_some_and(|d| d <= now_ms()) {
+            self.preflight_done(None);
         }
         if self.net.again {
             self.net.again = false;
@@ -948,6 +968,10 @@ impl Init {
     }
 
     fn route_exit(&mut self, pid: u32, status: ExitStatus, now: Ms) {
+        if self.reexec_pid() == Some(pid) {
+            self.preflight_done(Some(status.code()));
+            return;
+        }
         if self.rescue_pid == Some(pid) {
             self.rescue_pid = None;
             self.log(&format!("rescue shell {status}"));
@@ -1024,8 +1048,16 @@ impl Init {
             Incoming::Nothing => {}
             Incoming::Request(req) => {
                 let (reply, keep) = self.answer(id, &req);
-                if let Some(c) = self.control.as_mut() {
-                    c.send(id, &reply, !keep);
+                // Null: the reply comes later (a re-exec answers from the new image).
+                if !reply.is_null() {
+                    let done = self.control.as_mut().is_some_and(|c| {
+                        c.send(id, &reply, !keep);
+                        !c.flush(id)
+                    });
+                    // Answered and written: close it now, not a turn later.
+                    if done {
+                        self.drop_client(id);
+                    }
                 }
             }
         }
@@ -1131,6 +1163,16 @@ impl Init {
                 self.process();
                 (r, false)
             }
+            "reexec" => {
+                let binary = req.get("binary").and_then(Value::as_str);
+                match self.request_reexec(id, binary) {
+                    Ok(()) => (Value::Null, true),
+                    Err(e) => (
+                        err(format!("re-exec refused, this image carries on: {e}")),
+                        false,
+                    ),
+                }
+            }
             "" => (err("request has no \"cmd\"".into()), false),
             other => (err(format!("unknown command \"{other}\"")), false),
         }
@@ -1184,6 +1226,7 @@ impl Init {
             "orphans_reaped": self.orphans,
             "network": {"declared": self.net.active, "owned_links": self.net.owned, "applied": self.net.applied},
             "transactions": self.transactions,
+            "reexecs": self.reexecs,
             "states": self.rt.live_states().into_iter().map(|(m, j, v)| (m, json!({"version": v, "data": j}))).collect::<serde_json::Map<String, Value>>(),
             "last_reload": self.last_reload,
             "modules": self.modules.iter().map(|(n, m)| json!({"name": n, "hash": format!("{:016x}", m.hash)})).collect::<Vec<_>>(),

@@ -37,6 +37,11 @@ impl Ring {
         self.lines.push_back(line);
         self.trim();
     }
+    /// Every line held.
+    pub fn all(&self) -> Vec<String> {
+        self.lines.iter().cloned().collect()
+    }
+
     /// The last `n` lines.
     pub fn tail(&self, n: usize) -> Vec<String> {
         let skip = self.lines.len().saturating_sub(n);
@@ -86,6 +91,37 @@ impl ServiceLog {
             file_path: None,
             console: true,
         })
+    }
+
+    /// Takes over a pipe kept open across a re-exec, with its recent lines.
+    pub fn adopt(
+        service: &str,
+        read: OwnedFd,
+        write: OwnedFd,
+        lines: Vec<String>,
+        total: u64,
+        cap: usize,
+    ) -> ServiceLog {
+        let mut ring = Ring::new(cap);
+        for l in lines {
+            ring.push(l);
+        }
+        ring.total = total;
+        ServiceLog {
+            service: service.to_string(),
+            read,
+            write,
+            partial: Vec::new(),
+            ring,
+            file: None,
+            file_path: None,
+            console: true,
+        }
+    }
+
+    /// Both ends of the pipe (to keep across a re-exec).
+    pub fn fds(&self) -> (BorrowedFd<'_>, BorrowedFd<'_>) {
+        (self.read.as_fd(), self.write.as_fd())
     }
 
     pub fn read_fd(&self) -> BorrowedFd<'_> {

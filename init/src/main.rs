@@ -154,6 +154,7 @@ pub fn rescue(why: &str) -> ! {
 
 fn start_init(opts: Options, mask: &SigSet, t0: u64, stage1_ms: u64) -> ! {
     let mode = opts.mode;
+    sys::close_inherited_fds();
     let console = open_console(mode);
     let mut init = match Init::new(opts, mask, console, stage1_ms, t0) {
         Ok(i) => i,
@@ -166,6 +167,43 @@ fn start_init(opts: Options, mask: &SigSet, t0: u64, stage1_ms: u64) -> ! {
         }
     };
     init.boot();
+    init.run()
+}
+
+/// The new image of a re-exec: take over from the old one.
+fn handover_boot(fd: &str, mask: &SigSet) -> ! {
+    let h = fd
+        .parse::<std::os::fd::RawFd>()
+        .map_err(|_| format!("bad --handover descriptor '{fd}'"))
+        .and_then(init::reexec::read_handover);
+    let h = match h {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("moonlit: re-exec handover failed: {e}; booting afresh");
+            if rustix::process::getpid().is_init() {
+                system_boot(&[], mask);
+            }
+            std::process::exit(70);
+        }
+    };
+    let opts = h.options();
+    let mode = opts.mode;
+    if mode == Mode::User {
+        let _ = rustix::process::set_child_subreaper(rustix::process::Pid::from_raw(1));
+    }
+    let console = open_console(mode);
+    let t0 = h.t0;
+    let mut init = match Init::new(opts, mask, console, 0, t0) {
+        Ok(i) => i,
+        Err(e) => {
+            if mode.exits() {
+                eprintln!("moonlit: {e}");
+                std::process::exit(70);
+            }
+            rescue(&e)
+        }
+    };
+    init.adopt(h);
     init.run()
 }
 
@@ -199,6 +237,7 @@ fn system_boot(args: &[String], mask: &SigSet) -> ! {
         watch: kv("moonlit.watch").is_some(),
         cmdline,
         limits: Default::default(),
+        inherited_control: None,
     };
     let stage1_ms = now_ms().saturating_sub(t0);
     start_init(opts, mask, t0, stage1_ms)
@@ -246,6 +285,7 @@ fn run(args: &[String], mask: &SigSet) -> i32 {
         watch,
         cmdline: kernel_cmdline(),
         limits: Default::default(),
+        inherited_control: None,
     };
     if !sandbox {
         let t0 = now_ms();
@@ -400,6 +440,14 @@ fn main() {
     install_panic_hook();
     let args: Vec<String> = std::env::args().collect();
     let sub = args.get(1).map(String::as_str);
+    if sub == Some("--handover-check") {
+        std::process::exit(init::reexec::handover_check(
+            args.get(2).map(String::as_str),
+        ));
+    }
+    if let Some(fd) = arg_value(&args, "--handover") {
+        handover_boot(&fd, &mask);
+    }
     let is_pid1 = rustix::process::getpid().is_init();
     if is_pid1 && sub != Some("run") {
         system_boot(&args, &mask);

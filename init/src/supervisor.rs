@@ -16,7 +16,7 @@ use moonlit_config::spawn::ExitStatus;
 pub type Ms = u64;
 
 /// Where a service is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum State {
     /// No process and none wanted yet (or stopped by hand / at shutdown).
     Stopped,
@@ -84,7 +84,7 @@ pub enum Action {
 }
 
 /// One supervised service.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Service {
     pub spec: ServiceSpec,
     /// A spec to use from the next start on (`on_change = "defer"`).
@@ -97,10 +97,12 @@ pub struct Service {
     /// Consecutive failed runs, for the backoff.
     pub consecutive: u32,
     /// When recent restarts happened, for the burst limit.
+    #[serde(default)]
     recent: VecDeque<Ms>,
     pub last_exit: Option<ExitStatus>,
     pub last_delay: Option<Ms>,
     /// No longer declared: stopped with its own stop procedure, then dropped.
+    #[serde(default)]
     pub removing: bool,
 }
 
@@ -191,6 +193,28 @@ impl Supervisor {
             s.services.insert(n.clone(), Service::new(spec.clone()));
         }
         s.order = plan.start_order();
+        s
+    }
+
+    /// Every service as it is (for a re-exec handover).
+    pub fn snapshot(&self) -> Vec<Service> {
+        self.services.values().cloned().collect()
+    }
+
+    /// Supervision taken over from a previous image: the services with
+    /// their states and pids, in the order of `plan` (their old specs are
+    /// compared with the re-read configuration by a following `apply`).
+    pub fn restore(services: Vec<Service>, plan: &Plan) -> Supervisor {
+        let mut s = Supervisor::default();
+        for svc in services {
+            s.services.insert(svc.spec.name.clone(), svc);
+        }
+        s.order = plan.start_order();
+        for n in s.services.keys() {
+            if !s.order.contains(n) {
+                s.order.push(n.clone());
+            }
+        }
         s
     }
 

@@ -2,6 +2,8 @@
 //! rescue program. Everything else goes through rustix and nix's safe APIs.
 #![allow(unsafe_code)]
 
+use std::os::fd::RawFd;
+
 use nix::unistd::{fork, ForkResult, Pid};
 
 /// What `fork_process` returned in this process.
@@ -59,4 +61,95 @@ pub fn exec(argv: &[&str]) -> std::io::Error {
         std::process::Command::new(argv[0]).args(&argv[1..]),
     );
     err
+}
+
+/// Takes ownership of a descriptor number handed over across a re-exec.
+pub fn own_fd(fd: RawFd) -> std::os::fd::OwnedFd {
+    use std::os::fd::FromRawFd;
+    // SAFETY: the numbers come from the handover document written by the
+    // previous image, which kept exactly these descriptors open across
+    // execve; each is adopted once, so nothing else owns or closes it.
+    unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }
+}
+
+/// Marks every descriptor >= 3 close-on-exec except `keep`, which lose the
+/// flag. Returns (fd, had CLOEXEC) for every fd in `keep`, to undo.
+pub fn set_cloexec_except(keep: &[RawFd]) -> Vec<(RawFd, bool)> {
+    use rustix::io::FdFlags;
+    let mut previous = Vec::new();
+    let fds: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
+                .collect()
+        })
+        .unwrap_or_default();
+    for fd in fds {
+        if fd < 3 || !fd_is_open(fd) {
+            continue;
+        }
+        // SAFETY: `fd` is open (checked just above; single-threaded) and
+        // the borrow lives for one fcntl call.
+        let b = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        if keep.contains(&fd) {
+            let had = rustix::io::fcntl_getfd(b)
+                .map(|f| f.contains(FdFlags::CLOEXEC))
+                .unwrap_or(false);
+            previous.push((fd, had));
+            let _ = rustix::io::fcntl_setfd(b, FdFlags::empty());
+        } else {
+            let _ = rustix::io::fcntl_setfd(b, FdFlags::CLOEXEC);
+        }
+    }
+    previous
+}
+
+/// Puts back the close-on-exec flags `set_cloexec_except` changed on the kept fds.
+pub fn restore_cloexec(previous: &[(RawFd, bool)]) {
+    for (fd, had) in previous {
+        if *had && fd_is_open(*fd) {
+            // SAFETY: as in `set_cloexec_except`.
+            let b = unsafe { std::os::fd::BorrowedFd::borrow_raw(*fd) };
+            let _ = rustix::io::fcntl_setfd(b, rustix::io::FdFlags::CLOEXEC);
+        }
+    }
+}
+
+/// execv(2) without touching the signal mask or dispositions (the new image
+/// blocks signals itself; pending ones wait for it). Returns only on failure.
+pub fn execv(path: &str, argv: &[&str]) -> std::io::Error {
+    let to_c = |s: &str| {
+        std::ffi::CString::new(s)
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))
+    };
+    let p = match to_c(path) {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    let args: Result<Vec<std::ffi::CString>, _> = argv.iter().map(|a| to_c(a)).collect();
+    match args {
+        Ok(a) => match nix::unistd::execv(&p, &a) {
+            Ok(never) => match never {},
+            Err(e) => e.into(),
+        },
+        Err(e) => e,
+    }
+}
+
+/// Closes every descriptor >= 3 this process inherited (a shell's or a
+/// test runner's): an init holds only what it opened itself.
+pub fn close_inherited_fds() {
+    let fds: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
+                .collect()
+        })
+        .unwrap_or_default();
+    for fd in fds {
+        if fd >= 3 && fd_is_open(fd) {
+            // Taking ownership closes it when dropped.
+            drop(own_fd(fd));
+        }
+    }
 }

@@ -1,0 +1,472 @@
+//! Re-exec of PID 1 itself: the new binary is pre-flighted, the state goes
+//! into a memfd (a versioned JSON document), exactly the descriptors to keep
+//! (log pipes, control socket, the asking client, the memfd) lose
+//! close-on-exec, then execve. The new image adopts the children, reaps what
+//! died in between, re-reads the modules and reconciles as a reload. Any
+//! failure before execve leaves the old image running.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+
+use moonlit_config::error::ConfigError;
+use moonlit_config::spawn::{self, SpawnSpec, StdioSpec};
+use rustix::event::epoll::{self, EventData, EventFlags};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::{now_ms, Init, Options, T_LOG};
+use crate::control::PROTOCOL_VERSION;
+use crate::logs::ServiceLog;
+use crate::mode::Mode;
+use crate::supervisor::{Service, Supervisor};
+
+/// The handover format this binary writes, and the newest it reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// How long the pre-flight may take.
+const PREFLIGHT_MS: u64 = 5000;
+
+#[derive(Serialize, Deserialize)]
+pub struct LogHandover {
+    pub service: String,
+    pub read_fd: RawFd,
+    pub write_fd: RawFd,
+    pub lines: Vec<String>,
+    pub total: u64,
+}
+
+/// Everything a new image needs to carry on. New fields get
+/// `#[serde(default)]` so a newer binary reads an older format.
+#[derive(Serialize, Deserialize)]
+pub struct Handover {
+    pub format: u32,
+    pub from_version: String,
+    pub mode: String,
+    pub config_dir: String,
+    pub control_path: String,
+    pub debug: bool,
+    pub rescue: bool,
+    pub watch: bool,
+    pub cmdline: Vec<(String, String)>,
+    pub generation: u64,
+    pub transactions: u64,
+    pub orphans: u64,
+    pub t0: u64,
+    pub control_fd: Option<RawFd>,
+    pub reply_fd: Option<RawFd>,
+    pub services: Vec<Service>,
+    pub logs: Vec<LogHandover>,
+    pub states: Vec<(String, Value, i64)>,
+    pub config_errors: Vec<ConfigError>,
+    #[serde(default)]
+    pub net_spec: moonlit_net::NetworkSpec,
+    #[serde(default)]
+    pub net_owned: BTreeSet<String>,
+    #[serde(default)]
+    pub net_active: bool,
+    #[serde(default)]
+    pub reexecs: u64,
+}
+
+pub(crate) struct PendingReexec {
+    pid: u32,
+    client: u64,
+    binary: String,
+    deadline: u64,
+    output: OwnedFd,
+}
+
+fn mode_from(name: &str) -> Mode {
+    match name {
+        "system" => Mode::System,
+        "container" => Mode::Container,
+        "sandbox" => Mode::Sandbox,
+        _ => Mode::User,
+    }
+}
+
+/// `moonlit --handover-check VERSION`: can this binary read that format?
+pub fn handover_check(arg: Option<&str>) -> i32 {
+    match arg.and_then(|a| a.parse::<u32>().ok()) {
+        Some(v) if v <= FORMAT_VERSION => 0,
+        Some(v) => {
+            eprintln!(
+                "moonlit {}: cannot take over state format {v} (reads formats up to {FORMAT_VERSION})",
+                env!("CARGO_PKG_VERSION")
+            );
+            1
+        }
+        None => {
+            eprintln!("moonlit: --handover-check needs a format number");
+            2
+        }
+    }
+}
+
+/// Reads and parses the handover document from descriptor `fd`.
+pub fn read_handover(fd: RawFd) -> Result<Handover, String> {
+    let owned = crate::sys::own_fd(fd);
+    let mut buf = Vec::new();
+    let mut off = 0u64;
+    let mut chunk = vec![0u8; 1 << 16];
+    loop {
+        match rustix::io::pread(&owned, &mut chunk, off) {
+            Ok(0) => break,
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                off += n as u64;
+            }
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(format!("reading the handover: {e}")),
+        }
+    }
+    let h: Handover =
+        serde_json::from_slice(&buf).map_err(|e| format!("parsing the handover: {e}"))?;
+    if h.format > FORMAT_VERSION {
+        return Err(format!(
+            "handover format {} is newer than this binary's {FORMAT_VERSION}",
+            h.format
+        ));
+    }
+    Ok(h)
+}
+
+impl Handover {
+    pub fn options(&self) -> Options {
+        Options {
+            mode: mode_from(&self.mode),
+            config_dir: self.config_dir.clone().into(),
+            control_path: self.control_path.clone().into(),
+            debug: self.debug,
+            rescue: false,
+            watch: self.watch,
+            cmdline: self.cmdline.clone(),
+            limits: Default::default(),
+            inherited_control: self.control_fd,
+        }
+    }
+}
+
+impl Init {
+    /// `ctl reexec`: checks, then starts the pre-flight. The reply comes
+    /// from the new image, or from this one if anything fails.
+    pub(crate) fn request_reexec(
+        &mut self,
+        client: u64,
+        binary: Option<&str>,
+    ) -> Result<(), String> {
+        if self.reexec.is_some() {
+            return Err("a re-exec is already in progress".into());
+        }
+        if self.shutdown.is_some() {
+            return Err("the system is shutting down".into());
+        }
+        if self.rt.task_count() > 0 {
+            return Err(format!(
+                "{} Lua task(s) still running (boot script or hooks): try again when they are done",
+                self.rt.task_count()
+            ));
+        }
+        let binary = match binary {
+            Some(b) => b.to_string(),
+            None => std::fs::read_link("/proc/self/exe")
+                .map(|p| {
+                    p.to_string_lossy()
+                        .trim_end_matches(" (deleted)")
+                        .to_string()
+                })
+                .map_err(|e| format!("cannot find my own binary: {e}"))?,
+        };
+        if std::fs::metadata(&binary).is_err() {
+            return Err(format!("{binary}: no such file"));
+        }
+        let output = rustix::fs::memfd_create("moonlit-preflight", rustix::fs::MemfdFlags::CLOEXEC)
+            .map_err(|e| format!("memfd: {e}"))?;
+        let mut s = SpawnSpec::new(vec![
+            binary.clone(),
+            "--handover-check".into(),
+            FORMAT_VERSION.to_string(),
+        ]);
+        s.stdout = StdioSpec::Fd(output.try_clone().map_err(|e| e.to_string())?);
+        s.stderr = StdioSpec::Fd(output.try_clone().map_err(|e| e.to_string())?);
+        let pid = spawn::spawn(s).map_err(|e| format!("pre-flight of {binary}: {e}"))?;
+        self.log(&format!(
+            "re-exec: pre-flight {binary} --handover-check {FORMAT_VERSION} (pid {pid})"
+        ));
+        self.reexec = Some(PendingReexec {
+            pid,
+            client,
+            binary,
+            deadline: now_ms() + PREFLIGHT_MS,
+            output,
+        });
+        Ok(())
+    }
+
+    fn preflight_output(p: &PendingReexec) -> String {
+        let mut buf = vec![0u8; 4096];
+        let n = rustix::io::pread(&p.output, &mut buf, 0).unwrap_or(0);
+        String::from_utf8_lossy(&buf[..n]).trim().to_string()
+    }
+
+    fn reexec_failed(&mut self, client: u64, msg: String) {
+        self.log(&format!("re-exec failed, carrying on: {msg}"));
+        if let Some(c) = self.control.as_mut() {
+            c.send(
+                client,
+                &json!({"v": PROTOCOL_VERSION, "ok": false, "error": msg}),
+                true,
+            );
+        }
+    }
+
+    /// The pre-flight ended (`Some(code)`) or ran out of time (`None`).
+    pub(crate) fn preflight_done(&mut self, code: Option<i32>) {
+        let Some(p) = self.reexec.take() else { return };
+        match code {
+            Some(0) => {
+                let err = self.exec_new_image(p.client, &p.binary);
+                self.reexec_failed(p.client, err);
+            }
+            Some(c) => {
+                let out = Self::preflight_output(&p);
+                self.reexec_failed(
+                    p.client,
+                    format!("{} failed the pre-flight (exit {c}): {out}", p.binary),
+                );
+            }
+            None => {
+                if let Some(pid) = rustix::process::Pid::from_raw(p.pid as i32) {
+                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                }
+                self.reexec_failed(
+                    p.client,
+                    format!(
+                        "{}: the pre-flight did not answer within {PREFLIGHT_MS} ms",
+                        p.binary
+                    ),
+                );
+            }
+        }
+    }
+
+    pub(crate) fn reexec_pid(&self) -> Option<u32> {
+        self.reexec.as_ref().map(|p| p.pid)
+    }
+
+    pub(crate) fn reexec_deadline(&self) -> Option<u64> {
+        self.reexec.as_ref().map(|p| p.deadline)
+    }
+
+    /// Serialises the state, keeps exactly the fds to keep, execs. Returns
+    /// only on failure, with everything as it was.
+    fn exec_new_image(&mut self, client: u64, binary: &str) -> String {
+        let ids: Vec<u32> = self.logs.keys().copied().collect();
+        for id in ids {
+            self.on_log(id);
+        }
+        let mut keep: Vec<RawFd> = Vec::new();
+        let mut logs = Vec::new();
+        for (name, id) in &self.log_ids {
+            let Some(l) = self.logs.get(id) else { continue };
+            let (r, w) = l.fds();
+            keep.push(r.as_raw_fd());
+            keep.push(w.as_raw_fd());
+            logs.push(LogHandover {
+                service: name.clone(),
+                read_fd: r.as_raw_fd(),
+                write_fd: w.as_raw_fd(),
+                lines: l.ring.all(),
+                total: l.ring.total,
+            });
+        }
+        let control_fd = self.control.as_ref().map(|c| c.listener().as_raw_fd());
+        let reply_fd = self
+            .control
+            .as_ref()
+            .and_then(|c| c.clients.get(&client))
+            .map(|c| c.fd().as_raw_fd());
+        keep.extend(control_fd);
+        keep.extend(reply_fd);
+        let h = Handover {
+            format: FORMAT_VERSION,
+            from_version: env!("CARGO_PKG_VERSION").into(),
+            mode: self.opts.mode.name().into(),
+            config_dir: self.opts.config_dir.display().to_string(),
+            control_path: self.opts.control_path.display().to_string(),
+            debug: self.opts.debug,
+            rescue: self.opts.rescue,
+            watch: self.opts.watch,
+            cmdline: self.opts.cmdline.clone(),
+            generation: self.generation,
+            transactions: self.transactions,
+            orphans: self.orphans,
+            t0: self.t0,
+            control_fd,
+            reply_fd,
+            services: self.sup.snapshot(),
+            logs,
+            states: self.rt.live_states(),
+            config_errors: self.config_errors.clone(),
+            net_spec: self.net.spec.clone(),
+            net_owned: self.net.owned.clone(),
+            net_active: self.net.active,
+            reexecs: self.reexecs + 1,
+        };
+        let doc = match serde_json::to_vec(&h) {
+            Ok(d) => d,
+            Err(e) => return format!("serialising the state: {e}"),
+        };
+        let memfd =
+            match rustix::fs::memfd_create("moonlit-handover", rustix::fs::MemfdFlags::empty()) {
+                Ok(fd) => fd,
+                Err(e) => return format!("memfd_create: {e}"),
+            };
+        let mut f = std::fs::File::from(memfd);
+        if let Err(e) = f.write_all(&doc) {
+            return format!("writing the state: {e}");
+        }
+        let memfd = OwnedFd::from(f);
+        keep.push(memfd.as_raw_fd());
+        // Exactly these survive the exec; everything else is close-on-exec.
+        let previous = crate::sys::set_cloexec_except(&keep);
+        self.log(&format!(
+            "re-executing {binary} (state format {FORMAT_VERSION}, {} bytes, {} services)",
+            doc.len(),
+            self.sup.services.len()
+        ));
+        self.console.borrow_mut().drain(500);
+        let fdarg = memfd.as_raw_fd().to_string();
+        let err = crate::sys::execv(binary, &[binary, "--handover", &fdarg]);
+        crate::sys::restore_cloexec(&previous);
+        drop(memfd);
+        format!("exec {binary}: {err}")
+    }
+
+    /// In the new image: takes over what the old one handed over.
+    pub fn adopt(&mut self, h: Handover) {
+        let t = now_ms();
+        self.generation = h.generation;
+        self.transactions = h.transactions;
+        self.orphans = h.orphans;
+        self.t0 = h.t0;
+        self.reexecs = h.reexecs;
+        for (m, j, v) in &h.states {
+            if let Err(e) = self.rt.seed_state(m, j, *v) {
+                self.log(&format!("{m}: state: {e}"));
+            }
+        }
+        self.net.spec = h.net_spec.clone();
+        self.net.owned = h.net_owned.clone();
+        self.net.active = h.net_active;
+        let caps: BTreeMap<String, usize> = h
+            .services
+            .iter()
+            .map(|s| (s.spec.name.clone(), s.spec.log_buffer))
+            .collect();
+        for lh in h.logs {
+            let read = crate::sys::own_fd(lh.read_fd);
+            let write = crate::sys::own_fd(lh.write_fd);
+            for fd in [&read, &write] {
+                let _ = rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC);
+            }
+            let cap = caps.get(&lh.service).copied().unwrap_or(65536);
+            let log = ServiceLog::adopt(&lh.service, read, write, lh.lines, lh.total, cap);
+            let id = self.next_log;
+            self.next_log += 1;
+            if let Err(e) = epoll::add(
+                &self.epoll,
+                log.read_fd(),
+                EventData::new_u64(T_LOG | u64::from(id)),
+                EventFlags::IN,
+            ) {
+                self.log(&format!("{}: log pipe: epoll: {e}", lh.service));
+            }
+            self.logs.insert(id, log);
+            self.log_ids.insert(lh.service, id);
+        }
+        // Re-read the configuration and reconcile it with what runs.
+        let c = self.evaluate(None, true);
+        for e in &c.errors {
+            self.log(&format!("config error: {e}"));
+        }
+        self.config_errors = if c.errors.is_empty() {
+            Vec::new()
+        } else {
+            c.errors.clone()
+        };
+        self.sup = Supervisor::restore(h.services, &c.plan);
+        let outcomes = self.commit(c);
+        // Log files and console echo as the (re-read) specs say.
+        let specs: Vec<(String, moonlit_config::ServiceSpec)> = self
+            .sup
+            .services
+            .iter()
+            .map(|(n, s)| (n.clone(), s.spec.clone()))
+            .collect();
+        for (name, spec) in specs {
+            if let Some(l) = self.log_ids.get(&name).and_then(|id| self.logs.get_mut(id)) {
+                l.console = spec.console;
+                l.ring.set_cap(spec.log_buffer);
+                if let Err(e) = l.set_file(spec.log_file.as_deref()) {
+                    self.log(&format!("{name}: {e}"));
+                }
+            }
+        }
+        self.boot_script_done = true;
+        self.ready = true;
+        if self.net.active {
+            let spec = self.net.spec.clone();
+            self.net_apply(&spec);
+            self.start_netlink_events();
+        }
+        // Children that ended while no image was listening.
+        self.reap();
+        let running = self
+            .sup
+            .services
+            .values()
+            .filter(|s| s.state.pid().is_some())
+            .count();
+        let changed: Vec<String> = outcomes
+            .iter()
+            .filter(|(_, o)| **o != crate::supervisor::Outcome::Unchanged)
+            .map(|(n, _)| n.clone())
+            .collect();
+        self.log(&format!(
+            "re-executed: moonlit {} took over from {} in {} ms; {} services, {running} running{}",
+            env!("CARGO_PKG_VERSION"),
+            h.from_version,
+            now_ms().saturating_sub(t),
+            self.sup.services.len(),
+            if changed.is_empty() {
+                String::new()
+            } else {
+                format!("; reconciled: {}", changed.join(", "))
+            }
+        ));
+        if let Some(fd) = h.reply_fd {
+            let now = now_ms();
+            let status = self.status_json();
+            if let Some(c) = self.control.as_mut() {
+                let id = c.adopt_client(crate::sys::own_fd(fd), now);
+                let mut reply = json!({"v": PROTOCOL_VERSION, "ok": true, "message": "re-executed", "services": outcomes});
+                if let (Some(o), Value::Object(st)) = (reply.as_object_mut(), status) {
+                    o.insert("status".into(), Value::Object(st));
+                }
+                c.send(id, &reply, true);
+                let fd = c.clients.get(&id).map(|cl| cl.fd().try_clone_to_owned());
+                if let Some(Ok(fd)) = fd {
+                    let _ = epoll::add(
+                        &self.epoll,
+                        &fd,
+                        EventData::new_u64(super::T_CLIENT | id),
+                        EventFlags::OUT | EventFlags::ET,
+                    );
+                }
+            }
+        }
+        let _ = AsFd::as_fd(&self.epoll);
+    }
+}

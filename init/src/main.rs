@@ -35,6 +35,7 @@ const USAGE: &str = "usage:
                                   --watch reloads when DIR changes
   moonlit ctl [--socket PATH] COMMAND ...   talk to a running moonlit (see ctl --help)
   moonlit check DIR               validate a configuration without booting it
+  moonlit types DIR               write LuaLS type stubs (sys, syscall, net, moonlit) into DIR
   moonlit --version";
 
 /// Blocks every asynchronous signal; returns the set (for the signalfd).
@@ -428,6 +429,33 @@ fn check(args: &[String]) -> i32 {
     i32::from(!errors.is_empty())
 }
 
+/// `moonlit types DIR`: writes the LuaLS stubs so an editor completes the API.
+fn types(args: &[String]) -> i32 {
+    let Some(dir) = args.first() else {
+        return usage_error("types needs a directory to write the stubs into");
+    };
+    let dir = PathBuf::from(dir);
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        eprintln!("moonlit types: {}: {e}", dir.display());
+        return 1;
+    }
+    let mut files: Vec<(&str, &str)> = moonlit_sys::TYPE_STUBS.to_vec();
+    files.push(("net.lua", include_str!("../../docs/lua/types/net.lua")));
+    files.push((
+        "moonlit.lua",
+        include_str!("../../docs/lua/types/moonlit.lua"),
+    ));
+    for (name, content) in files {
+        let p = dir.join(name);
+        if let Err(e) = std::fs::write(&p, content) {
+            eprintln!("moonlit types: {}: {e}", p.display());
+            return 1;
+        }
+        println!("{}", p.display());
+    }
+    0
+}
+
 fn usage_error(msg: &str) -> i32 {
     eprintln!("moonlit: {msg}\n{USAGE}");
     2
@@ -461,6 +489,10 @@ fn main() {
         Some("check") => {
             unblock_signals();
             check(&args[2..])
+        }
+        Some("types") => {
+            unblock_signals();
+            types(&args[2..])
         }
         Some("--version") | Some("version") => {
             println!("moonlit {}", env!("CARGO_PKG_VERSION"));

@@ -543,3 +543,47 @@ print("Z done")
     has("lua: I bad args\tfalse\tinit.lua:21: sleep: argument #1 must be a non-negative number of seconds, got string");
     has("lua: J spawn missing\tnil\tcannot start /nonexistent/prog");
 }
+
+#[test]
+fn check_and_types_commands() {
+    let dir = common::scratch("check");
+    std::fs::create_dir_all(dir.join("services")).expect("mkdir");
+    std::fs::write(
+        dir.join("services/ok.lua"),
+        "service 'a' { exec = {'/bin/true'} }\n",
+    )
+    .expect("write");
+    let out = std::process::Command::new(common::BIN)
+        .arg("check")
+        .arg(&dir)
+        .output()
+        .expect("check");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 services (a), 0 errors"));
+    // Negative control: a broken module fails the check, naming file:line.
+    std::fs::write(dir.join("services/bad.lua"), "service 'b' { exce = {} }\n").expect("write");
+    let out = std::process::Command::new(common::BIN)
+        .arg("check")
+        .arg(&dir)
+        .output()
+        .expect("check");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("services/bad.lua:1: service \"b\": unknown key 'exce'"));
+    let types = dir.join("types");
+    let out = std::process::Command::new(common::BIN)
+        .arg("types")
+        .arg(&types)
+        .output()
+        .expect("types");
+    assert!(out.status.success());
+    for f in ["sys.lua", "syscall.lua", "net.lua", "moonlit.lua"] {
+        let text = std::fs::read_to_string(types.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+        assert!(text.starts_with("---@meta"), "{f} is a LuaLS meta file");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

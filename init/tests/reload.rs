@@ -374,3 +374,36 @@ fn sighup_and_dry_run_and_moving_a_service_between_files() {
     assert_eq!(sb.service("b")["location"], "services/two.lua:1");
     assert_eq!(sb.poweroff(&[]), 0);
 }
+
+#[test]
+fn the_watch_debounces_edits_and_ignores_touches() {
+    let f = [("services/w.lua", svc("w", "v1", ""))];
+    let files: Vec<(&str, &str)> = f.iter().map(|(a, b)| (*a, b.as_str())).collect();
+    let sb = Sandbox::start_with("watch", &files, &["--watch"]);
+    sb.ready();
+    let txn = |sb: &Sandbox| sb.status()["transactions"].as_u64().expect("transactions");
+    let settle = || std::thread::sleep(Duration::from_millis(1200));
+    // An editor's write-then-rename: one transaction.
+    let dir = sb.dir.join("config/services");
+    std::fs::write(dir.join(".w.lua.swp"), svc("w", "v2", "")).expect("write tmp");
+    std::fs::rename(dir.join(".w.lua.swp"), dir.join("w.lua")).expect("rename");
+    settle();
+    assert_eq!(txn(&sb), 1);
+    sb.wait_line("w v2 pid", 10);
+    // Ten writes within the quiet period: one transaction.
+    for i in 0..10 {
+        sb.write("services/w.lua", &svc("w", &format!("v3-{i}"), ""));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    settle();
+    assert_eq!(txn(&sb), 2);
+    sb.wait_line("w v3-9 pid", 10);
+    assert_eq!(sb.count("w v3-"), 1, "only the last version ran");
+    // A touch without a content change: no transaction.
+    let gen = sb.status()["generation"].clone();
+    let same = std::fs::read(dir.join("w.lua")).expect("read");
+    std::fs::write(dir.join("w.lua"), same).expect("rewrite");
+    settle();
+    assert_eq!(txn(&sb), 2);
+    assert_eq!(sb.status()["generation"], gen);
+}

@@ -39,6 +39,11 @@ impl Sandbox {
     /// Writes the config files (path relative to the config dir, content)
     /// and boots moonlit on them in a sandbox.
     pub fn start(name: &str, files: &[(&str, &str)]) -> Sandbox {
+        Self::start_with(name, files, &[])
+    }
+
+    /// As `start`, with extra arguments for `moonlit run` (e.g. --watch).
+    pub fn start_with(name: &str, files: &[(&str, &str)], extra: &[&str]) -> Sandbox {
         require_root();
         let dir = scratch(name);
         let cfg = dir.join("config");
@@ -51,7 +56,9 @@ impl Sandbox {
         std::fs::create_dir_all(&cfg).expect("cfg");
         let sock = dir.join("control.sock");
         let mut child = Command::new(BIN)
-            .args(["run", "--sandbox", "--control"])
+            .args(["run", "--sandbox"])
+            .args(extra)
+            .arg("--control")
             .arg(&sock)
             .arg(&cfg)
             .stdin(Stdio::null())

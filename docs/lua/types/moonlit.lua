@@ -1,0 +1,122 @@
+---@meta moonlit
+-- LuaLS type stubs for moonlit's globals: the scheduler calls (they look
+-- blocking and yield to the init's event loop), processes, the `moonlit`
+-- table, and the declaration DSL of service modules. See docs/DESIGN.md.
+
+---Sleeps `seconds` (a fraction is fine); other tasks and PID 1 keep running.
+---@param seconds number
+function sleep(seconds) end
+
+---Waits until `path` exists, up to `timeout` seconds (forever if nil).
+---@param path string
+---@param timeout? number
+---@return true|nil ok
+---@return string? err
+function wait_path(path, timeout) end
+
+---@class moonlit.Process
+---@field pid integer
+local Process = {}
+
+---Waits for the process to end (yields to the loop).
+---@return integer code exit code, or 128 + signal number
+---@return string? output what it wrote, when stdout/stderr = "capture"
+function Process:wait() end
+
+---Signals the process ("TERM" by default).
+---@param sig? string|integer
+---@return true|nil ok
+---@return string? err
+function Process:kill(sig) end
+
+---@class moonlit.SpawnSpec
+---@field [integer] string argv
+---@field env? table<string, string>
+---@field cwd? string
+---@field user? string
+---@field group? string
+---@field setsid? boolean default true
+---@field umask? string|integer
+---@field stdin? "null"|"inherit"|string|integer
+---@field stdout? "null"|"inherit"|"capture"|string|integer
+---@field stderr? "null"|"inherit"|"capture"|string|integer
+
+---Starts a process with a clean signal state, its own session and only
+---the descriptors meant for it. Returns at once.
+---@param spec moonlit.SpawnSpec
+---@return moonlit.Process|nil proc
+---@return string? err
+function spawn(spec) end
+
+---Runs `/bin/sh -c cmd`, waits, returns its exit code and captured output.
+---@param cmd string
+---@return integer|nil code
+---@return string output
+function sh(cmd) end
+
+---@class moonlit
+---@field mode "system"|"container"|"sandbox"|"user"
+---@field config_dir string
+---@field debug boolean
+---@field version string
+---@field cmdline table<string, string> kernel command line pairs (a bare word maps to "")
+moonlit = {}
+---@param msg string
+function moonlit.log(msg) end
+function moonlit.poweroff() end
+function moonlit.reboot() end
+function moonlit.halt() end
+---@param name string
+function moonlit.start(name) end
+---@param name string
+function moonlit.stop(name) end
+---@param name string
+function moonlit.restart(name) end
+---Hands the machine over to `root` (from an initramfs); returns only on failure.
+---@param root string
+---@param init? string default "/sbin/init"
+---@return nil
+---@return string err
+function moonlit.switch_root(root, init) end
+
+---@class moonlit.ServiceSpec
+---@field exec string[] program and arguments (required)
+---@field description? string
+---@field env? table<string, string>
+---@field cwd? string
+---@field user? string
+---@field group? string
+---@field umask? string
+---@field restart? "always"|"on-failure"|"never" default "always" ("never" for oneshot)
+---@field stop_signal? string default "TERM"
+---@field stop_timeout? number seconds, default 10, then KILL
+---@field reload_signal? string default "HUP"
+---@field after? string[] start after these have started (or failed)
+---@field requires? string[] start only once these are up; stopped with them
+---@field oneshot? boolean runs to completion; dependents wait for success
+---@field main? boolean its end ends the system, with its exit code
+---@field enabled? boolean
+---@field on_change? "restart"|"reload"|"defer" what a reload does on argv/env/cwd/user changes
+---@field backoff? {initial?: number, max?: number, reset_after?: number}
+---@field burst? {count?: integer, interval?: number}
+---@field log_file? string
+---@field log_buffer? integer bytes kept for `ctl logs`
+---@field console? boolean echo output on the console (default true)
+
+---Declares a service (in services/*.lua): `service "web" { exec = {...} }`.
+---@param name string
+---@return fun(spec: moonlit.ServiceSpec)
+function service(name) end
+
+---Declares the network: `network.interface "eth0" {...}`, `network.veth`,
+---`network.bridge`, `network.vlan`, `network.macvlan`, `network.dummy`,
+---`network.bond`, `network.dns {...}`. See docs/lua/net.md.
+network = {}
+
+---Declares the module's persistent state: plain data owned by the init,
+---kept across reloads and re-execs. Returns the live table.
+---@generic T: table
+---@param defaults T
+---@param version? integer
+---@return T
+function state(defaults, version) end

@@ -361,9 +361,8 @@ pub fn parse_service(
                     return Err(r.err("exec must not be empty"));
                 }
             }
-            "env" => r
-                .subtable(&key, v, &[], |_, _| Ok(()))
-                .or_else(|_| Ok::<_, ConfigError>(()))?,
+            // Read below, with per-variable errors.
+            "env" => {}
             "cwd" => spec.cwd = Some(r.string(&key, v)?),
             "user" => spec.user = Some(r.string(&key, v)?),
             "group" => spec.group = Some(r.string(&key, v)?),

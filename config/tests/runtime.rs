@@ -31,7 +31,7 @@ fn world(rt: &Runtime, modules: &[(&str, &str)]) -> (plan::Plan, Vec<moonlit_con
         .iter()
         .map(|(name, src)| ModuleResult {
             module: name.to_string(),
-            decls: rt.eval_module(name, src.as_bytes()),
+            decls: rt.eval_module(name, src.as_bytes()).map(|e| e.decls),
         })
         .collect();
     plan::build(&results)

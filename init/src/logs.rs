@@ -130,7 +130,7 @@ impl ServiceLog {
 
     /// A descriptor for the child's stdout/stderr.
     pub fn writer(&self) -> std::io::Result<OwnedFd> {
-        Ok(self.write.try_clone()?)
+        self.write.try_clone()
     }
 
     /// Sets (or clears) the log file; opened for appending on change.

@@ -274,7 +274,8 @@ fn sigterm_to_the_sandbox_powers_off_cleanly() {
 
 #[test]
 fn errors_in_lua_leave_pid1_running_and_answering() {
-    let cases: &[(&str, &[(&str, &str)], &str)] = &[
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
         ("init-syntax", &[("init.lua", "print('a'\nlocal = 3\n")], "init.lua:2:"),
         ("init-runtime", &[("init.lua", "print('before')\nlocal x = nil\nx.y = 1\n")], "init.lua:3:"),
         ("init-loop", &[("init.lua", "print('spinning')\nwhile true do end\n")], "instruction limit exceeded"),

@@ -588,3 +588,42 @@ fn check_and_types_commands() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn logs_follow_streams_new_lines_and_a_departed_follower_is_harmless() {
+    use std::io::BufRead;
+    let sb = Sandbox::start(
+        "follow",
+        &[(
+            "services/t.lua",
+            r#"service "t" { exec = { "/bin/sh", "-c", "i=0; while :; do i=$((i+1)); echo tick $i; sleep 0.05; done" } }"#,
+        )],
+    );
+    sb.ready();
+    sb.wait_line("t: tick 3", 10);
+    let mut child = std::process::Command::new(common::BIN)
+        .args(["ctl", "--socket"])
+        .arg(&sb.sock)
+        .args(["logs", "t", "-f", "-n", "1"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("ctl logs -f");
+    let mut r = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut got = Vec::new();
+    for _ in 0..6 {
+        let mut l = String::new();
+        r.read_line(&mut l).expect("read");
+        got.push(l.trim().to_string());
+    }
+    // The first is from the ring buffer, the rest arrive live, in order.
+    let nums: Vec<u64> = got
+        .iter()
+        .map(|l| l.trim_start_matches("tick ").parse().expect("tick N"))
+        .collect();
+    assert!(nums.windows(2).all(|w| w[1] == w[0] + 1), "{got:?}");
+    child.kill().expect("kill");
+    let _ = child.wait();
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(sb.service("t")["state"], "running");
+    assert!(sb.ctl(&["status"]).status.success());
+}

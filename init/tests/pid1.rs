@@ -627,3 +627,42 @@ fn logs_follow_streams_new_lines_and_a_departed_follower_is_harmless() {
     assert_eq!(sb.service("t")["state"], "running");
     assert!(sb.ctl(&["status"]).status.success());
 }
+
+#[test]
+fn services_run_as_their_user_in_their_directory_with_their_env() {
+    let sb = Sandbox::start(
+        "user",
+        &[(
+            "services/u.lua",
+            r#"service "u" {
+                 oneshot = true, user = "nobody", cwd = "/tmp", umask = "027",
+                 env = { GREETING = "hi", N = 3 },
+                 exec = { "/bin/sh", "-c", "echo id=$(id -u):$(id -g) pwd=$(pwd) umask=$(umask) greeting=$GREETING n=$N svc=$MOONLIT_SERVICE home=$HOME path=$PATH" },
+               }"#,
+        )],
+    );
+    let line = sb.wait_line("u: id=", 10);
+    assert!(line.contains("id=65534:65534"), "{line}");
+    assert!(
+        line.contains("pwd=/tmp")
+            && line.contains("umask=0027")
+            && line.contains("greeting=hi n=3 svc=u"),
+        "{line}"
+    );
+    assert!(
+        line.contains("path=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
+        "{line}"
+    );
+    // An unknown user is a start failure, reported, not a crash.
+    sb.write(
+        "services/v.lua",
+        r#"service "v" { user = "no-such-user-here", exec = { "/bin/true" }, restart = "never" }"#,
+    );
+    let (code, _) = {
+        let out = sb.ctl(&["--json", "reload"]);
+        (out.status.code(), out)
+    };
+    assert_eq!(code, Some(0));
+    sb.wait_line("v: cannot start: unknown user 'no-such-user-here'", 10);
+    assert!(sb.ctl(&["status"]).status.success());
+}

@@ -363,6 +363,13 @@ impl Init {
 
     /// Runs the loop forever (or, in an exiting mode, until shutdown ends).
     pub fn run(mut self) -> ! {
+        // Whatever boot (or a re-exec's adoption) left to do happens now, not
+        // after the first event: nothing else may come (a console on a
+        // regular file never reports "writable").
+        if let Err(p) = catch_unwind(AssertUnwindSafe(|| self.process())) {
+            let _ = p;
+            self.log("internal error (panic) in the first turn; carrying on");
+        }
         loop {
             let r = catch_unwind(AssertUnwindSafe(|| self.turn()));
             if let Err(p) = r {

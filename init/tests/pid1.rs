@@ -666,3 +666,56 @@ fn services_run_as_their_user_in_their_directory_with_their_env() {
     sb.wait_line("v: cannot start: unknown user 'no-such-user-here'", 10);
     assert!(sb.ctl(&["status"]).status.success());
 }
+
+#[test]
+fn boots_with_the_console_on_a_regular_file() {
+    // A console that never reports "writable" (a file) must not stall the
+    // first turn of the loop.
+    common::require_root();
+    let dir = common::scratch("filecons");
+    std::fs::create_dir_all(dir.join("config/services")).expect("mkdir");
+    std::fs::write(
+        dir.join("config/services/s.lua"),
+        r#"service "s" { exec = { "/bin/sleep", "1000" } }"#,
+    )
+    .expect("write");
+    let log = std::fs::File::create(dir.join("console.log")).expect("log file");
+    let sock = dir.join("control.sock");
+    let mut child = std::process::Command::new(common::BIN)
+        .args(["run", "--sandbox", "--control"])
+        .arg(&sock)
+        .arg(dir.join("config"))
+        .stdout(log.try_clone().expect("dup"))
+        .stderr(log)
+        .spawn()
+        .expect("spawn");
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = std::fs::read_to_string(dir.join("console.log")).unwrap_or_default();
+        if text.contains("moonlit: READY") {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "never READY with the console on a file:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = std::process::Command::new(common::BIN)
+        .args(["ctl", "--json", "--socket"])
+        .arg(&sock)
+        .arg("status")
+        .output()
+        .expect("ctl");
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(st["services"][0]["state"], "running", "{st}");
+    let out = std::process::Command::new(common::BIN)
+        .args(["ctl", "--socket"])
+        .arg(&sock)
+        .arg("poweroff")
+        .output()
+        .expect("ctl");
+    assert!(out.status.success());
+    assert_eq!(child.wait().expect("wait").code(), Some(0));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -9,7 +9,7 @@ if ! rustup target list --installed 2>/dev/null | grep -qx "$target"; then
   rustup target add "$target"
 fi
 cargo build --release --locked --target "$target" -p moonlit >&2
-bin="target/$target/release/moonlit"
+bin="${CARGO_TARGET_DIR:-target}/$target/release/moonlit"
 [ -x "$bin" ] || { echo "build-musl.sh: $bin was not built" >&2; exit 1; }
 # No program interpreter, no DYNAMIC segment, no dynamic section.
 if readelf -lW "$bin" | grep -Eq '^\s*(INTERP|DYNAMIC)\b'; then

@@ -484,6 +484,7 @@ fn main() {
         Some("run") => run(&args[2..], &mask),
         Some("ctl") => {
             unblock_signals();
+            sys::default_sigpipe();
             ctl::main(&args[2..])
         }
         Some("check") => {

@@ -153,3 +153,12 @@ pub fn close_inherited_fds() {
         }
     }
 }
+
+/// For the command-line client: SIGPIPE back to its default, so
+/// `moonlit ctl status | head` ends quietly like other tools.
+pub fn default_sigpipe() {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    // SAFETY: installs the default disposition (no handler code runs);
+    // called once at the start of a client command, single-threaded.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+}

@@ -86,7 +86,8 @@ enum Phase {
 struct Shutdown {
     power: Power,
     phase: Phase,
-    code: i32,
+    /// An exit code asked for (`ctl poweroff --code`, a main service's end).
+    code: Option<i32>,
     started: Ms,
 }
 
@@ -315,9 +316,10 @@ impl Init {
         match std::fs::read(&script) {
             Ok(src) => match self.rt.load_script("init.lua", &src) {
                 Ok(f) => {
+                    // Timed from before its first slice, which runs right here.
+                    self.boot_started = now_ms();
                     let (id, step) = self.rt.start_task("init.lua", f, ());
                     self.boot_task = Some(id);
-                    self.boot_started = now_ms();
                     self.handle_step(id, step);
                 }
                 Err(e) => {
@@ -1244,8 +1246,8 @@ impl Init {
 
     fn begin_shutdown(&mut self, power: Power, code: Option<i32>) {
         if let Some(s) = self.shutdown.as_mut() {
-            if let Some(c) = code {
-                s.code = c;
+            if code.is_some() {
+                s.code = code;
             }
             return;
         }
@@ -1254,7 +1256,7 @@ impl Init {
         self.shutdown = Some(Shutdown {
             power,
             phase: Phase::Services,
-            code: code.unwrap_or(0),
+            code,
             started: now_ms(),
         });
     }
@@ -1334,12 +1336,23 @@ impl Init {
                 }
             }
         }
-        let (power, code, started) = self
+        let (power, explicit, started) = self
             .shutdown
             .as_ref()
-            .map_or((Power::Poweroff, 0, now_ms()), |s| {
+            .map_or((Power::Poweroff, None, now_ms()), |s| {
                 (s.power, s.code, s.started)
             });
+        // The exit code (container, sandbox, user modes): the one asked for,
+        // else the main service's (tini and docker pass the main process's
+        // status on), else 0.
+        let main_code = self
+            .sup
+            .services
+            .values()
+            .find(|s| s.spec.main)
+            .and_then(|s| s.last_exit)
+            .map(|e| e.code());
+        let code = explicit.or(main_code).unwrap_or(0);
         if let Some(c) = &self.control {
             let _ = std::fs::remove_file(&c.path);
         }

@@ -709,3 +709,19 @@ fn boots_with_the_console_on_a_regular_file() {
     assert_eq!(child.wait().expect("wait").code(), Some(0));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_stopped_main_service_passes_its_status_on() {
+    // As tini and docker do: the main process's status is the exit code,
+    // here 128 + TERM when the shutdown stopped it with its stop signal.
+    let mut sb = Sandbox::start(
+        "mainterm",
+        &[(
+            "services/app.lua",
+            r#"service "app" { main = true, exec = { "/bin/sleep", "1000" } }"#,
+        )],
+    );
+    sb.ready();
+    assert_eq!(sb.poweroff(&[]), 143);
+    assert!(sb.console().contains("exiting with code 143"));
+}

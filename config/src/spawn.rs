@@ -240,6 +240,42 @@ fn leaky_fds() -> Vec<RawFd> {
     out
 }
 
+/// close_range(2) with CLOSE_RANGE_CLOEXEC on every fd >= `first`.
+/// Async-signal-safe (one system call). False where the kernel lacks it.
+fn cloexec_from(first: u32) -> bool {
+    // SAFETY: close_range only changes descriptor flags; the arguments are
+    // plain integers and no memory is passed.
+    let r = unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_close_range,
+            first,
+            u32::MAX,
+            nix::libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    r == 0
+}
+
+/// Whether this kernel has close_range with CLOSE_RANGE_CLOEXEC (5.11+),
+/// probed once on a range that holds no descriptor.
+fn have_close_range() -> bool {
+    use std::sync::OnceLock;
+    static HAVE: OnceLock<bool> = OnceLock::new();
+    *HAVE.get_or_init(|| {
+        // SAFETY: as in `cloexec_from`; the range is the topmost possible
+        // descriptor number, which is never open.
+        let r = unsafe {
+            nix::libc::syscall(
+                nix::libc::SYS_close_range,
+                u32::MAX - 1,
+                u32::MAX - 1,
+                nix::libc::CLOSE_RANGE_CLOEXEC,
+            )
+        };
+        r == 0
+    })
+}
+
 fn to_stdio(s: StdioSpec) -> Stdio {
     match s {
         StdioSpec::Null => Stdio::null(),
@@ -281,7 +317,14 @@ pub fn spawn(spec: SpawnSpec) -> Result<u32, SpawnError> {
     cmd.stdout(to_stdio(spec.stdout));
     cmd.stderr(to_stdio(spec.stderr));
 
-    let leaky = leaky_fds();
+    // With close_range the child marks everything >= 3 itself; otherwise the
+    // leaky descriptors are listed here, before the fork.
+    let use_close_range = have_close_range();
+    let leaky = if use_close_range {
+        Vec::new()
+    } else {
+        leaky_fds()
+    };
     let setsid = spec.setsid;
     let ctty = spec.ctty;
     let umask = spec.umask;
@@ -327,9 +370,11 @@ pub fn spawn(spec: SpawnSpec) -> Result<u32, SpawnError> {
                 };
                 rustix::process::setrlimit(r.resource, lim)?;
             }
-            for &fd in &leaky {
-                let bfd = BorrowedFd::borrow_raw(fd);
-                let _ = rustix::io::fcntl_setfd(bfd, rustix::io::FdFlags::CLOEXEC);
+            if !use_close_range || !cloexec_from(3) {
+                for &fd in &leaky {
+                    let bfd = BorrowedFd::borrow_raw(fd);
+                    let _ = rustix::io::fcntl_setfd(bfd, rustix::io::FdFlags::CLOEXEC);
+                }
             }
             if let Some((uid, gid)) = change_ids {
                 nix::unistd::setgroups(&groups).map_err(std::io::Error::from)?;

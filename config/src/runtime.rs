@@ -40,6 +40,9 @@ impl Default for Limits {
     }
 }
 
+/// The prelude as bytecode (see build.rs).
+static PRELUDE_BYTECODE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/prelude.luac"));
+
 /// How often the count hook runs, in VM instructions.
 const HOOK_EVERY: u32 = 10_000;
 
@@ -633,10 +636,22 @@ impl Runtime {
             })?,
         )?;
         let mark = lua.create_table()?;
-        let prelude: Table = lua
-            .load(include_str!("prelude.lua"))
+        // The prelude, precompiled by build.rs; the source if Lua refuses the
+        // bytecode (it checks version and number formats in the header).
+        let compiled = lua
+            .load(&PRELUDE_BYTECODE[..])
             .set_name("@moonlit/prelude.lua")
-            .call((mark.clone(), r))?;
+            .set_mode(mlua::chunk::ChunkMode::Binary)
+            .into_function();
+        let prelude_fn = match compiled {
+            Ok(f) => f,
+            Err(_) => lua
+                .load(include_str!("prelude.lua"))
+                .set_name("@moonlit/prelude.lua")
+                .set_mode(mlua::chunk::ChunkMode::Text)
+                .into_function()?,
+        };
+        let prelude: Table = prelude_fn.call((mark.clone(), r))?;
         let make_env: Function = prelude.get("make_env")?;
 
         lua.set_app_data(Budget {
@@ -1029,5 +1044,21 @@ impl Runtime {
     /// Runs a full garbage collection.
     pub fn collect(&self) {
         self.lua.gc_collect().ok();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PRELUDE_BYTECODE;
+
+    #[test]
+    fn the_precompiled_prelude_is_what_gets_loaded() {
+        // If this failed, every boot would silently fall back to parsing.
+        let lua = mlua::Lua::new();
+        let f = lua
+            .load(PRELUDE_BYTECODE)
+            .set_mode(mlua::chunk::ChunkMode::Binary)
+            .into_function();
+        assert!(f.is_ok(), "bytecode refused: {:?}", f.err());
     }
 }

@@ -639,7 +639,7 @@ impl Runtime {
         // The prelude, precompiled by build.rs; the source if Lua refuses the
         // bytecode (it checks version and number formats in the header).
         let compiled = lua
-            .load(&PRELUDE_BYTECODE[..])
+            .load(PRELUDE_BYTECODE)
             .set_name("@moonlit/prelude.lua")
             .set_mode(mlua::chunk::ChunkMode::Binary)
             .into_function();

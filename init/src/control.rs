@@ -135,6 +135,10 @@ impl Control {
     pub fn adopt_client(&mut self, fd: OwnedFd, now: u64) -> u64 {
         let _ = rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::CLOEXEC);
         let _ = rustix::fs::fcntl_setfl(&fd, rustix::fs::OFlags::NONBLOCK);
+        self.add_client(fd, now, true)
+    }
+
+    fn add_client(&mut self, fd: OwnedFd, now: u64, answered: bool) -> u64 {
         let id = self.next;
         self.next += 1;
         self.clients.insert(
@@ -146,7 +150,7 @@ impl Control {
                 opened: now,
                 follow: None,
                 closing: false,
-                answered: true,
+                answered,
             },
         );
         id
@@ -193,21 +197,7 @@ impl Control {
                 let _ = rustix::io::write(&fd, line.as_bytes());
                 continue;
             }
-            let id = self.next;
-            self.next += 1;
-            self.clients.insert(
-                id,
-                Client {
-                    fd,
-                    inbuf: Vec::new(),
-                    out: VecDeque::new(),
-                    opened: now,
-                    follow: None,
-                    closing: false,
-                    answered: false,
-                },
-            );
-            new.push(id);
+            new.push(self.add_client(fd, now, false));
         }
         new
     }

@@ -153,11 +153,11 @@ pub fn rescue(why: &str) -> ! {
     }
 }
 
-fn start_init(opts: Options, mask: &SigSet, t0: u64, stage1_ms: u64) -> ! {
+/// The loop's setup, or the end: exit in an exiting mode, rescue as PID 1.
+fn new_init(opts: Options, mask: &SigSet, stage1_ms: u64, t0: u64) -> Init {
     let mode = opts.mode;
-    sys::close_inherited_fds();
     let console = open_console(mode);
-    let mut init = match Init::new(opts, mask, console, stage1_ms, t0) {
+    match Init::new(opts, mask, console, stage1_ms, t0) {
         Ok(i) => i,
         Err(e) => {
             if mode.exits() {
@@ -166,7 +166,12 @@ fn start_init(opts: Options, mask: &SigSet, t0: u64, stage1_ms: u64) -> ! {
             }
             rescue(&e)
         }
-    };
+    }
+}
+
+fn start_init(opts: Options, mask: &SigSet, t0: u64, stage1_ms: u64) -> ! {
+    sys::close_inherited_fds();
+    let mut init = new_init(opts, mask, stage1_ms, t0);
     init.boot();
     init.run()
 }
@@ -192,18 +197,8 @@ fn handover_boot(fd: &str, mask: &SigSet) -> ! {
     if mode == Mode::User {
         let _ = rustix::process::set_child_subreaper(rustix::process::Pid::from_raw(1));
     }
-    let console = open_console(mode);
     let t0 = h.t0;
-    let mut init = match Init::new(opts, mask, console, 0, t0) {
-        Ok(i) => i,
-        Err(e) => {
-            if mode.exits() {
-                eprintln!("moonlit: {e}");
-                std::process::exit(70);
-            }
-            rescue(&e)
-        }
-    };
+    let mut init = new_init(opts, mask, 0, t0);
     init.adopt(h);
     init.run()
 }

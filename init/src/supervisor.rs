@@ -140,6 +140,22 @@ impl Service {
             removing: false,
         }
     }
+    /// Sends its (current spec's) stop signal and waits `stop_timeout` for
+    /// `pid` to go; `then_start` starts it again afterwards.
+    fn begin_stop(&mut self, name: &str, pid: u32, now: Ms, then_start: bool) -> Action {
+        self.state = State::Stopping {
+            pid,
+            deadline: now + self.spec.stop_timeout.as_millis() as u64,
+            killed: false,
+            then_start,
+        };
+        Action::Signal {
+            service: name.to_string(),
+            pid,
+            sig: self.spec.stop_signal,
+        }
+    }
+
     fn wanted(&self, shutting_down: bool) -> bool {
         self.spec.enabled && !self.manual_stop && !shutting_down
     }
@@ -363,17 +379,7 @@ impl Supervisor {
                 continue;
             }
             let s = self.services.get_mut(&name).expect("listed");
-            actions.push(Action::Signal {
-                service: name.clone(),
-                pid,
-                sig: s.spec.stop_signal,
-            });
-            s.state = State::Stopping {
-                pid,
-                deadline: now + s.spec.stop_timeout.as_millis() as u64,
-                killed: false,
-                then_start: false,
-            };
+            actions.push(s.begin_stop(&name, pid, now, false));
         }
     }
 
@@ -572,17 +578,7 @@ impl Supervisor {
         }
         match s.state {
             State::Running { pid, .. } if pid != 0 => {
-                actions.push(Action::Signal {
-                    service: name.into(),
-                    pid,
-                    sig: s.spec.stop_signal,
-                });
-                s.state = State::Stopping {
-                    pid,
-                    deadline: now + s.spec.stop_timeout.as_millis() as u64,
-                    killed: false,
-                    then_start: false,
-                };
+                actions.push(s.begin_stop(name, pid, now, false))
             }
             State::Stopping {
                 pid,
@@ -615,20 +611,7 @@ impl Supervisor {
         s.manual_stop = false;
         s.spec.enabled = true;
         match s.state {
-            State::Running { pid, .. } if pid != 0 => {
-                let sig = s.spec.stop_signal;
-                s.state = State::Stopping {
-                    pid,
-                    deadline: now + s.spec.stop_timeout.as_millis() as u64,
-                    killed: false,
-                    then_start: true,
-                };
-                Ok(vec![Action::Signal {
-                    service: name.into(),
-                    pid,
-                    sig,
-                }])
-            }
+            State::Running { pid, .. } if pid != 0 => Ok(vec![s.begin_stop(name, pid, now, true)]),
             _ => {
                 self.start(name)?;
                 Ok(Vec::new())
@@ -714,18 +697,7 @@ impl Supervisor {
                             // Stopped with the OLD stop signal and timeout, then
                             // started with the pending spec.
                             if let State::Running { pid, .. } = s.state {
-                                let sig = s.spec.stop_signal;
-                                s.state = State::Stopping {
-                                    pid,
-                                    deadline: now + s.spec.stop_timeout.as_millis() as u64,
-                                    killed: false,
-                                    then_start: true,
-                                };
-                                actions.push(Action::Signal {
-                                    service: name.clone(),
-                                    pid,
-                                    sig,
-                                });
+                                actions.push(s.begin_stop(name, pid, now, true));
                             }
                         }
                         Outcome::Reloaded => {

@@ -72,18 +72,24 @@ pub fn own_fd(fd: RawFd) -> std::os::fd::OwnedFd {
     unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }
 }
 
-/// Marks every descriptor >= 3 close-on-exec except `keep`, which lose the
-/// flag. Returns (fd, had CLOEXEC) for every fd in `keep`, to undo.
-pub fn set_cloexec_except(keep: &[RawFd]) -> Vec<(RawFd, bool)> {
-    use rustix::io::FdFlags;
-    let mut previous = Vec::new();
-    let fds: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
+/// The descriptor numbers open in this process (from /proc/self/fd; the
+/// directory's own descriptor is in the list but closed by then).
+fn open_fds() -> Vec<RawFd> {
+    std::fs::read_dir("/proc/self/fd")
         .map(|d| {
             d.flatten()
                 .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
                 .collect()
         })
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// Marks every descriptor >= 3 close-on-exec except `keep`, which lose the
+/// flag. Returns (fd, had CLOEXEC) for every fd in `keep`, to undo.
+pub fn set_cloexec_except(keep: &[RawFd]) -> Vec<(RawFd, bool)> {
+    use rustix::io::FdFlags;
+    let mut previous = Vec::new();
+    let fds = open_fds();
     for fd in fds {
         if fd < 3 || !fd_is_open(fd) {
             continue;
@@ -139,13 +145,7 @@ pub fn execv(path: &str, argv: &[&str]) -> std::io::Error {
 /// Closes every descriptor >= 3 this process inherited (a shell's or a
 /// test runner's): an init holds only what it opened itself.
 pub fn close_inherited_fds() {
-    let fds: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
-        .map(|d| {
-            d.flatten()
-                .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
-                .collect()
-        })
-        .unwrap_or_default();
+    let fds = open_fds();
     for fd in fds {
         if fd >= 3 && fd_is_open(fd) {
             // Taking ownership closes it when dropped.

@@ -131,6 +131,8 @@ const SERVICE_KEYS: &[&str] = &[
     "log_file",
     "log_buffer",
     "console",
+    "on_start",
+    "on_exit",
 ];
 
 struct Reader<'a> {
@@ -453,6 +455,13 @@ pub fn parse_service(
             }
             "log_file" => spec.log_file = Some(r.string(&key, v)?),
             "console" => spec.console = r.boolean(&key, v)?,
+            // Callbacks stay Lua functions; the init takes them from the
+            // declaration (they are not part of the spec's identity).
+            "on_start" | "on_exit" => {
+                if !matches!(v, Value::Function(_)) {
+                    return Err(r.err(format!("{key} must be a function, got {}", v.type_name())));
+                }
+            }
             "log_buffer" => {
                 spec.log_buffer = match v {
                     Value::Integer(i) if (0..=(64 << 20)).contains(&i) => i as usize,

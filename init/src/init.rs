@@ -146,6 +146,17 @@ pub struct Init {
     reexec: Option<reexec::PendingReexec>,
     /// Re-execs since boot.
     reexecs: u64,
+    /// Lua callbacks of services (`on_start`, `on_exit`) of the generation in force.
+    callbacks: HashMap<String, Callbacks>,
+    /// Names of running tasks, for their error messages.
+    task_names: HashMap<TaskId, String>,
+}
+
+/// A service's Lua callbacks.
+#[derive(Default)]
+struct Callbacks {
+    on_start: Option<mlua::Function>,
+    on_exit: Option<mlua::Function>,
 }
 
 fn log_line(console: &Rc<std::cell::RefCell<Console>>, msg: &str) {
@@ -242,6 +253,8 @@ impl Init {
             net: Net::default(),
             reexec: None,
             reexecs: 0,
+            callbacks: HashMap::new(),
+            task_names: HashMap::new(),
         };
         let control = match init.opts.inherited_control {
             Some(fd) => Ok(Control::adopt(
@@ -618,15 +631,18 @@ impl Init {
                 self.handle_step(id, step);
             }
             Step::Done => {
+                self.task_names.remove(&id);
                 if self.boot_task == Some(id) {
                     self.boot_script_finished();
                 }
             }
             Step::Failed(msg) => {
                 let name = if self.boot_task == Some(id) {
-                    "init.lua"
+                    "init.lua".to_string()
                 } else {
-                    "task"
+                    self.task_names
+                        .remove(&id)
+                        .unwrap_or_else(|| "a task".into())
                 };
                 self.log(&format!("Lua error in {name}: {msg}"));
                 self.push_lua_error(msg);
@@ -771,6 +787,49 @@ impl Init {
         }
     }
 
+    /// Runs a service's callback as a task: `f(name, value)`. The newest
+    /// generation's function is used; one already running finishes as it began.
+    fn callback(&mut self, service: &str, which: &str, value: mlua::Value) {
+        let f = self.callbacks.get(service).and_then(|c| match which {
+            "on_start" => c.on_start.clone(),
+            _ => c.on_exit.clone(),
+        });
+        let Some(f) = f else { return };
+        let label = format!("{service} {which}");
+        let (id, step) = self.rt.start_task(&label, f, (service.to_string(), value));
+        self.task_names.insert(id, label);
+        self.handle_step(id, step);
+    }
+
+    /// Takes the callbacks from the declarations of the generation in force.
+    fn refresh_callbacks(&mut self) {
+        let mut cbs = HashMap::new();
+        for m in self.modules.values() {
+            for d in &m.eval.decls {
+                if d.kind != "service" {
+                    continue;
+                }
+                let Some(name) = &d.name else { continue };
+                // Only the declaration in force (not a rejected duplicate).
+                if self.plan.services.get(name).map(|s| &s.location) != Some(&d.location) {
+                    continue;
+                }
+                let get = |k: &str| match d.body.raw_get::<mlua::Value>(k) {
+                    Ok(mlua::Value::Function(f)) => Some(f),
+                    _ => None,
+                };
+                let c = Callbacks {
+                    on_start: get("on_start"),
+                    on_exit: get("on_exit"),
+                };
+                if c.on_start.is_some() || c.on_exit.is_some() {
+                    cbs.insert(name.clone(), c);
+                }
+            }
+        }
+        self.callbacks = cbs;
+    }
+
     fn host_request(&mut self, req: HostRequest) {
         let now = now_ms();
         let res = match req {
@@ -807,6 +866,7 @@ impl Init {
                         if self.opts.debug {
                             self.log(&format!("{name}: started, pid {pid}"));
                         }
+                        self.callback(&name, "on_start", mlua::Value::Integer(i64::from(pid)));
                     }
                     queue.extend(self.sup.spawned(&name, res, now_ms()));
                 }
@@ -994,6 +1054,11 @@ impl Init {
             if let Some(actions) = self.sup.exited(pid, status, now) {
                 self.perform(actions);
             }
+            self.callback(
+                &name,
+                "on_exit",
+                mlua::Value::Integer(i64::from(status.code())),
+            );
             return;
         }
         if self.rt.child_exited(pid, status) {

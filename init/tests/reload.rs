@@ -407,3 +407,62 @@ fn the_watch_debounces_edits_and_ignores_touches() {
     assert_eq!(txn(&sb), 2);
     assert_eq!(sb.status()["generation"], gen);
 }
+
+#[test]
+fn callbacks_see_the_live_state_and_new_events_run_new_code() {
+    let module = |tag: &str| {
+        format!(
+            r#"local s = state({{ starts = 0, exits = {{}} }})
+service "c" {{
+  exec = {{ "/bin/sh", "-c", "sleep 0.2; exit 5" }},
+  backoff = {{ initial = 0.1 }}, burst = {{ count = 100, interval = 60 }},
+  on_start = function(name, pid) s.starts = s.starts + 1 end,
+  on_exit = function(name, code) s.exits[#s.exits + 1] = "{tag}:" .. code end,
+}}
+"#
+        )
+    };
+    let sb = Sandbox::start("callbacks", &[("services/c.lua", &module("old"))]);
+    sb.ready();
+    let state = |sb: &Sandbox| sb.status()["states"]["services/c.lua"]["data"].clone();
+    sb.wait_status("two exits", 20, |s| {
+        s["states"]["services/c.lua"]["data"]["exits"]
+            .as_array()
+            .is_some_and(|a| a.len() >= 2)
+    });
+    // A supervisor-level change (the callback's code): applied live.
+    sb.write("services/c.lua", &module("new"));
+    let v = ok_reload(&sb, &[]);
+    assert_eq!(
+        v["services"]["c"], "unchanged",
+        "callbacks are not part of the process"
+    );
+    let before = state(&sb)["exits"].as_array().expect("exits").len();
+    sb.wait_status("an exit seen by the new code", 20, |s| {
+        s["states"]["services/c.lua"]["data"]["exits"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|e| e == "new:5"))
+    });
+    let st = state(&sb);
+    let exits: Vec<&str> = st["exits"]
+        .as_array()
+        .expect("exits")
+        .iter()
+        .filter_map(|e| e.as_str())
+        .collect();
+    assert!(exits[..before].iter().all(|e| *e == "old:5"), "{exits:?}");
+    assert!(exits[before..].iter().all(|e| *e == "new:5"), "{exits:?}");
+    // Every start counted, by the old code and the new, in one live table.
+    assert!(
+        st["starts"].as_u64().expect("starts") as usize >= exits.len(),
+        "{st}"
+    );
+    // A callback that fails is reported with its service and name; PID 1 goes on.
+    sb.write(
+        "services/c.lua",
+        "service \"c\" { exec = { \"/bin/sh\", \"-c\", \"sleep 0.2; exit 5\" }, on_exit = function() error('boom') end }\n",
+    );
+    ok_reload(&sb, &[]);
+    sb.wait_line("Lua error in c on_exit: services/c.lua:1: boom", 20);
+    assert!(sb.ctl(&["status"]).status.success());
+}

@@ -102,6 +102,8 @@ function moonlit.switch_root(root, init) end
 ---@field log_file? string
 ---@field log_buffer? integer bytes kept for `ctl logs`
 ---@field console? boolean echo output on the console (default true)
+---@field on_start? fun(name: string, pid: integer) runs as a task after each start
+---@field on_exit? fun(name: string, code: integer) runs as a task after each end
 
 ---Declares a service (in services/*.lua): `service "web" { exec = {...} }`.
 ---@param name string

@@ -190,6 +190,7 @@ impl Init {
         let (actions, outcomes) = self.sup.apply(&c.plan, now);
         self.modules = c.modules;
         self.plan = c.plan;
+        self.refresh_callbacks();
         self.perform(actions);
         outcomes
     }
@@ -280,7 +281,9 @@ impl Init {
                 }
             });
             if let Some(f) = f {
-                let (id, step) = self.rt.start_task(&format!("{name} after_reload"), f, ());
+                let label = format!("{name} after_reload");
+                let (id, step) = self.rt.start_task(&label, f, ());
+                self.task_names.insert(id, label);
                 self.handle_step(id, step);
             }
         }

@@ -65,34 +65,17 @@ fn install_panic_hook() {
     }));
 }
 
-/// Kernel command line as `key=value` pairs (double quotes group words).
+/// Kernel command line as `key=value` pairs (double quotes group words; a
+/// bare word maps to "").
 fn kernel_cmdline() -> Vec<(String, String)> {
     let text = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut quoted = false;
-    let mut words = Vec::new();
-    for c in text.trim().chars() {
-        match c {
-            '"' => quoted = !quoted,
-            c if c.is_whitespace() && !quoted => {
-                if !cur.is_empty() {
-                    words.push(std::mem::take(&mut cur));
-                }
-            }
-            c => cur.push(c),
-        }
-    }
-    if !cur.is_empty() {
-        words.push(cur);
-    }
-    for w in words {
-        match w.split_once('=') {
-            Some((k, v)) => out.push((k.to_string(), v.to_string())),
-            None => out.push((w, String::new())),
-        }
-    }
-    out
+    moonlit_sys::util::split_cmdline(text.trim())
+        .into_iter()
+        .map(|w| match w.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => (w, String::new()),
+        })
+        .collect()
 }
 
 fn arg_value(args: &[String], name: &str) -> Option<String> {

@@ -162,6 +162,8 @@ pub struct BootInfo {
 
 /// The Lua runtime.
 pub struct Runtime {
+    /// What the last task that finished returned, as strings (for `ctl eval`).
+    last_results: Vec<String>,
     lua: Lua,
     mark: Table,
     make_env: Function,
@@ -683,6 +685,7 @@ impl Runtime {
         )?;
 
         Ok(Runtime {
+            last_results: Vec::new(),
             lua,
             mark,
             make_env,
@@ -810,7 +813,8 @@ impl Runtime {
             Ok(t) => t,
             Err(e) => return (id, Step::Failed(error_summary(&e))),
         };
-        let step = self.drive(&thread, args);
+        let (step, vals) = self.drive_full(&thread, args);
+        self.keep_results(&step, vals);
         if let Step::Wait(_) = step {
             self.tasks.insert(
                 id,
@@ -829,11 +833,53 @@ impl Runtime {
             return Step::Failed(format!("no task {id}"));
         };
         let thread = task.thread.clone();
-        let step = self.drive(&thread, args);
+        let (step, vals) = self.drive_full(&thread, args);
+        self.keep_results(&step, vals);
         if !matches!(step, Step::Wait(_)) {
             self.tasks.remove(&id);
         }
         step
+    }
+
+    fn keep_results(&mut self, step: &Step, vals: MultiValue) {
+        if *step != Step::Done {
+            return;
+        }
+        let tostring: Option<Function> = self.lua.globals().get("tostring").ok();
+        self.last_results = vals
+            .into_iter()
+            .map(|v| {
+                tostring
+                    .as_ref()
+                    .and_then(|t| t.call::<mlua::LuaString>(v).ok())
+                    .map(|s| s.to_string_lossy())
+                    .unwrap_or_default()
+            })
+            .collect();
+    }
+
+    /// What the task that finished last returned, as strings.
+    pub fn take_results(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.last_results)
+    }
+
+    /// Compiles a chunk sent by `ctl eval` (global environment); an
+    /// expression alone is returned (`1 + 1` works like `return 1 + 1`).
+    pub fn load_eval(&self, code: &str) -> Result<Function, ConfigError> {
+        let as_expr = self
+            .lua
+            .load(format!("return {code}"))
+            .set_name("=ctl eval")
+            .into_function();
+        match as_expr {
+            Ok(f) => Ok(f),
+            Err(_) => self
+                .lua
+                .load(code)
+                .set_name("=ctl eval")
+                .into_function()
+                .map_err(|e| ConfigError::new(ErrorKind::Syntax, "ctl eval", error_summary(&e))),
+        }
     }
 
     /// The name a task was started with.

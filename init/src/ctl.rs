@@ -14,6 +14,8 @@ commands:
   logs NAME [-f] [-n N]     recent output of a service; -f follows it
   reload [--dry-run] [MODULE...]
                             re-read changed modules and apply them atomically
+  eval 'LUA'                run Lua inside the running init (as a task; it may
+                            sleep or spawn); prints what it returns
   reexec [--binary PATH]    replace the running moonlit with PATH (default: the
                             same binary), keeping every service and its pid
   poweroff|reboot|halt [--code N]
@@ -183,6 +185,10 @@ pub fn main(args: &[String]) -> i32 {
             }
             req["modules"] = json!(mods);
         }
+        "eval" => match rest.get(1) {
+            Some(code) if rest.len() == 2 => req["code"] = json!(code),
+            _ => return usage("eval takes one argument: the Lua code (quote it)"),
+        },
         "reexec" => match rest.get(1).map(String::as_str) {
             Some("--binary") => match rest.get(2) {
                 Some(b) => req["binary"] = json!(b),
@@ -228,6 +234,11 @@ pub fn main(args: &[String]) -> i32 {
         match cmd.as_str() {
             "status" => print_status(&reply),
             "reload" => print_reload(&reply),
+            "eval" => {
+                for r in reply["results"].as_array().into_iter().flatten() {
+                    println!("{}", r.as_str().unwrap_or(""));
+                }
+            }
             "logs" => {
                 for l in reply["lines"].as_array().into_iter().flatten() {
                     println!("{}", l.as_str().unwrap_or(""));

@@ -150,6 +150,8 @@ pub struct Init {
     callbacks: HashMap<String, Callbacks>,
     /// Names of running tasks, for their error messages.
     task_names: HashMap<TaskId, String>,
+    /// `ctl eval` tasks still running -> the client waiting for the result.
+    evals: HashMap<TaskId, u64>,
 }
 
 /// A service's Lua callbacks.
@@ -255,6 +257,7 @@ impl Init {
             reexecs: 0,
             callbacks: HashMap::new(),
             task_names: HashMap::new(),
+            evals: HashMap::new(),
         };
         let control = match init.opts.inherited_control {
             Some(fd) => Ok(Control::adopt(
@@ -632,6 +635,16 @@ impl Init {
             }
             Step::Done => {
                 self.task_names.remove(&id);
+                if let Some(client) = self.evals.remove(&id) {
+                    let results = self.rt.take_results();
+                    if let Some(c) = self.control.as_mut() {
+                        c.send(
+                            client,
+                            &json!({"v": PROTOCOL_VERSION, "ok": true, "results": results}),
+                            true,
+                        );
+                    }
+                }
                 if self.boot_task == Some(id) {
                     self.boot_script_finished();
                 }
@@ -645,6 +658,16 @@ impl Init {
                         .unwrap_or_else(|| "a task".into())
                 };
                 self.log(&format!("Lua error in {name}: {msg}"));
+                if let Some(client) = self.evals.remove(&id) {
+                    if let Some(c) = self.control.as_mut() {
+                        c.send(
+                            client,
+                            &json!({"v": PROTOCOL_VERSION, "ok": false, "error": msg}),
+                            true,
+                        );
+                    }
+                    return;
+                }
                 self.push_lua_error(msg);
                 if self.boot_task == Some(id) {
                     self.boot_script_finished();
@@ -1236,6 +1259,22 @@ impl Init {
                 }
                 self.process();
                 (r, false)
+            }
+            "eval" => {
+                let Some(code) = req.get("code").and_then(Value::as_str) else {
+                    return (err("'eval' needs \"code\"".into()), false);
+                };
+                match self.rt.load_eval(code) {
+                    Ok(f) => {
+                        let (tid, step) = self.rt.start_task("ctl eval", f, ());
+                        self.task_names.insert(tid, "ctl eval".into());
+                        self.evals.insert(tid, id);
+                        self.handle_step(tid, step);
+                        // The reply is sent when the task ends (it may block).
+                        (Value::Null, true)
+                    }
+                    Err(e) => (err(e.message), false),
+                }
             }
             "reexec" => {
                 let binary = req.get("binary").and_then(Value::as_str);

@@ -725,3 +725,59 @@ fn a_stopped_main_service_passes_its_status_on() {
     assert_eq!(sb.poweroff(&[]), 143);
     assert!(sb.console().contains("exiting with code 143"));
 }
+
+#[test]
+fn ctl_eval_runs_lua_inside_the_live_init() {
+    let sb = Sandbox::start(
+        "eval",
+        &[(
+            "services/s.lua",
+            r#"service "s" { exec = { "/bin/sleep", "1000" } }"#,
+        )],
+    );
+    sb.ready();
+    let eval = |code: &str| {
+        let out = sb.ctl(&["eval", code]);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    assert_eq!(eval("1 + 1").1, "2\n");
+    assert_eq!(
+        eval("moonlit.mode, require('sys').getpid()").1,
+        "sandbox\n1\n"
+    );
+    // It may block: it yields to the loop like any task, and PID 1 answers meanwhile.
+    let handle = {
+        let bin = common::BIN.to_string();
+        let sock = sb.sock.clone();
+        std::thread::spawn(move || {
+            std::process::Command::new(bin)
+                .args(["ctl", "--socket"])
+                .arg(sock)
+                .args([
+                    "eval",
+                    "sleep(0.5); local c, out = sh('echo hi'); return out",
+                ])
+                .output()
+                .expect("ctl eval")
+        })
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(sb.ctl(&["status"]).status.success());
+    let out = handle.join().expect("thread");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n\n");
+    // Errors come back as errors; PID 1 goes on.
+    let (code, _, err) = eval("error('nope')");
+    assert_eq!(code, Some(1));
+    assert!(err.contains("ctl eval:1: nope"), "{err}");
+    let (code, _, err) = eval("local = 1");
+    assert_eq!(code, Some(1));
+    assert!(err.contains("ctl eval"), "{err}");
+    let (code, _, err) = eval("while true do end");
+    assert_eq!(code, Some(1));
+    assert!(err.contains("instruction limit exceeded"), "{err}");
+    assert_eq!(sb.service("s")["state"], "running");
+}

@@ -50,6 +50,19 @@ pub struct Burst {
     pub interval: Duration,
 }
 
+/// When a started service counts as up for its dependents.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Readiness {
+    /// As soon as it has been started (exec succeeded).
+    #[default]
+    Started,
+    /// When it sends `READY=1` on `$NOTIFY_SOCKET` (the sd_notify protocol).
+    Notify,
+    /// When a TCP connection to `host:port` succeeds.
+    Tcp { host: String, port: u16 },
+}
+
 /// One validated service.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServiceSpec {
@@ -81,6 +94,15 @@ pub struct ServiceSpec {
     pub log_buffer: usize,
     /// Echo its output on the console.
     pub console: bool,
+    #[serde(default)]
+    pub readiness: Readiness,
+    /// Not ready within this time: killed, and its restart policy applies.
+    #[serde(default = "default_ready_timeout")]
+    pub ready_timeout: Duration,
+}
+
+fn default_ready_timeout() -> Duration {
+    Duration::from_secs(30)
 }
 
 impl ServiceSpec {
@@ -133,6 +155,9 @@ const SERVICE_KEYS: &[&str] = &[
     "console",
     "on_start",
     "on_exit",
+    "notify",
+    "ready",
+    "ready_timeout",
 ];
 
 struct Reader<'a> {
@@ -338,6 +363,8 @@ pub fn parse_service(
         log_file: None,
         log_buffer: 64 * 1024,
         console: true,
+        readiness: Readiness::Started,
+        ready_timeout: default_ready_timeout(),
     };
     if name.is_empty()
         || name.len() > 64
@@ -455,6 +482,29 @@ pub fn parse_service(
             }
             "log_file" => spec.log_file = Some(r.string(&key, v)?),
             "console" => spec.console = r.boolean(&key, v)?,
+            "notify" => {
+                if r.boolean(&key, v)? {
+                    spec.readiness = Readiness::Notify;
+                }
+            }
+            "ready" => {
+                let mut host = "127.0.0.1".to_string();
+                let mut port = None;
+                r.subtable(&key, v, &["tcp", "host"], |k, v| {
+                    if k == "tcp" {
+                        port = match v {
+                            Value::Integer(p) if (1..=65535).contains(&p) => Some(p as u16),
+                            other => return Err(r.err(format!("ready.tcp must be a port number, got {other:?}"))),
+                        };
+                    } else {
+                        host = r.string("ready.host", v)?;
+                    }
+                    Ok(())
+                })?;
+                let port = port.ok_or_else(|| r.err("ready needs tcp = PORT (e.g. ready = { tcp = 80 })"))?;
+                spec.readiness = Readiness::Tcp { host, port };
+            }
+            "ready_timeout" => spec.ready_timeout = r.seconds(&key, v)?,
             // Callbacks stay Lua functions; the init takes them from the
             // declaration (they are not part of the spec's identity).
             "on_start" | "on_exit" => {
@@ -514,6 +564,9 @@ pub fn parse_service(
         if !v.is_nil() {
             return Err(r.err(format!("env must be a table, got {}", v.type_name())));
         }
+    }
+    if body.contains_key("notify").unwrap_or(false) && body.contains_key("ready").unwrap_or(false) {
+        return Err(r.err("give either notify = true or ready = { tcp = ... }, not both"));
     }
     if spec.exec.is_empty() {
         return Err(r.err("exec is required: the program and its arguments, e.g. exec = { \"/bin/daemon\", \"-f\" }"));

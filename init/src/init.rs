@@ -34,6 +34,7 @@ use crate::shutdown::{self, Power};
 use crate::supervisor::{Action, Ms, State, Supervisor};
 
 mod network;
+mod ready;
 pub mod reexec;
 mod reload;
 use network::Net;
@@ -152,6 +153,7 @@ pub struct Init {
     task_names: HashMap<TaskId, String>,
     /// `ctl eval` tasks still running -> the client waiting for the result.
     evals: HashMap<TaskId, u64>,
+    readiness: ready::Ready,
 }
 
 /// A service's Lua callbacks.
@@ -258,6 +260,7 @@ impl Init {
             callbacks: HashMap::new(),
             task_names: HashMap::new(),
             evals: HashMap::new(),
+            readiness: ready::Ready::default(),
         };
         let control = match init.opts.inherited_control {
             Some(fd) => Ok(Control::adopt(
@@ -426,6 +429,7 @@ impl Init {
             self.net_waiters.iter().filter_map(|w| w.1).min(),
             self.watch_due,
             self.reexec_deadline(),
+            self.readiness.next_probe,
             match self.shutdown.as_ref().map(|s| s.phase) {
                 Some(Phase::Term { until }) | Some(Phase::Kill { until }) => Some(until),
                 _ => None,
@@ -477,6 +481,7 @@ impl Init {
                 T_NETLINK => self.on_netlink(),
                 d if d & !T_MASK == T_LOG => self.on_log((d & T_MASK) as u32),
                 d if d & !T_MASK == T_CLIENT => self.on_client(d & T_MASK, flags),
+                d if d & !T_MASK == ready::T_NOTIFY => self.on_notify(d),
                 _ => {}
             }
         }
@@ -534,7 +539,8 @@ impl Init {
                 self.host_request(req);
                 progressed = true;
             }
-            // Supervisor.
+            // Readiness probes, then the supervisor.
+            self.probe_ready();
             let actions = self.sup.step(now);
             if !actions.is_empty() {
                 progressed = true;
@@ -959,6 +965,15 @@ impl Init {
         s.umask = spec.umask;
         s.stdout = StdioSpec::Fd(out);
         s.stderr = StdioSpec::Fd(err);
+        if spec.readiness == moonlit_config::plan::Readiness::Notify {
+            let uid = match &spec.user {
+                Some(u) => Some(spawn::resolve_user(u).map_err(|e| e.to_string())?.uid),
+                None => None,
+            };
+            let path = self.notify_socket(name, uid)?;
+            s.env
+                .insert("NOTIFY_SOCKET".into(), path.display().to_string());
+        }
         spawn::spawn(s).map_err(|e| e.to_string())
     }
 
@@ -1308,9 +1323,12 @@ impl Init {
                     State::Failed { reason } => (None, Some(reason.clone())),
                     _ => (None, None),
                 };
+                let starting = matches!(s.state, State::Running { .. }) && !s.ready;
                 json!({
                     "name": s.spec.name,
-                    "state": s.state.name(),
+                    "state": if starting { "starting" } else { s.state.name() },
+                    "ready": s.ready && matches!(s.state, State::Running { .. }),
+                    "status_text": s.status_text,
                     "pid": s.state.pid().filter(|p| *p != 0),
                     "restarts": s.restarts,
                     "manual_stop": s.manual_stop,

@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use moonlit_config::plan::{OnChange, Plan, RestartPolicy, ServiceSpec};
+use moonlit_config::plan::{OnChange, Plan, Readiness, RestartPolicy, ServiceSpec};
 use moonlit_config::spawn::ExitStatus;
 
 /// Milliseconds on the monotonic clock.
@@ -104,6 +104,19 @@ pub struct Service {
     /// No longer declared: stopped with its own stop procedure, then dropped.
     #[serde(default)]
     pub removing: bool,
+    /// The running process said it is ready (or needs not say).
+    #[serde(default = "yes")]
+    pub ready: bool,
+    /// Not ready by then: killed (a failed start).
+    #[serde(default)]
+    pub ready_deadline: Option<Ms>,
+    /// Its last `STATUS=` line (sd_notify).
+    #[serde(default)]
+    pub status_text: Option<String>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// What a reload did (or, dry, would do) to one service.
@@ -138,6 +151,9 @@ impl Service {
             last_exit: None,
             last_delay: None,
             removing: false,
+            ready: true,
+            ready_deadline: None,
+            status_text: None,
         }
     }
     /// Sends its (current spec's) stop signal and waits `stop_timeout` for
@@ -162,7 +178,7 @@ impl Service {
     /// Up for dependents: running (long-running) or finished well (oneshot).
     fn up(&self) -> bool {
         match &self.state {
-            State::Running { .. } => !self.spec.oneshot,
+            State::Running { .. } => !self.spec.oneshot && self.ready,
             State::Exited { status } => self.spec.oneshot && status.success(),
             _ => false,
         }
@@ -170,7 +186,7 @@ impl Service {
     /// Done starting, whichever way: `after` ordering only waits for this.
     fn settled(&self) -> bool {
         match &self.state {
-            State::Running { .. } => !self.spec.oneshot,
+            State::Running { .. } => !self.spec.oneshot && self.ready,
             State::Exited { .. } | State::Failed { .. } => true,
             State::Stopped | State::Waiting => !self.spec.enabled || self.manual_stop,
             _ => false,
@@ -253,6 +269,7 @@ impl Supervisor {
             .filter_map(|s| match s.state {
                 State::Backoff { until } => Some(until),
                 State::Stopping { deadline, .. } => Some(deadline),
+                State::Running { .. } if !s.ready => s.ready_deadline,
                 _ => None,
             })
             .min()
@@ -276,6 +293,20 @@ impl Supervisor {
         for (name, s) in self.services.iter_mut() {
             match s.state.clone() {
                 State::Backoff { until } if until <= now => s.state = State::Stopped,
+                State::Running { pid, .. }
+                    if !s.ready && s.ready_deadline.is_some_and(|d| d <= now) =>
+                {
+                    s.ready_deadline = None;
+                    actions.push(Action::Log(format!(
+                        "{name}: not ready within {} s, killing it (a failed start)",
+                        s.spec.ready_timeout.as_secs_f64()
+                    )));
+                    actions.push(Action::Signal {
+                        service: name.clone(),
+                        pid,
+                        sig: 9,
+                    });
+                }
                 State::Stopping {
                     pid,
                     deadline,
@@ -397,7 +428,13 @@ impl Supervisor {
             return actions;
         };
         match result {
-            Ok(pid) => s.state = State::Running { pid, since: now },
+            Ok(pid) => {
+                s.state = State::Running { pid, since: now };
+                s.ready = s.spec.readiness == Readiness::Started;
+                s.ready_deadline =
+                    (!s.ready).then(|| now + s.spec.ready_timeout.as_millis() as u64);
+                s.status_text = None;
+            }
             Err(e) => {
                 actions.push(Action::Log(format!("{name}: cannot start: {e}")));
                 s.state = State::Running { pid: 0, since: now };
@@ -493,6 +530,26 @@ impl Supervisor {
             _ => {}
         }
         actions
+    }
+
+    /// The service said it is ready (or its probe succeeded).
+    pub fn mark_ready(&mut self, name: &str) -> Option<Action> {
+        let s = self.services.get_mut(name)?;
+        if s.ready || !matches!(s.state, State::Running { .. }) {
+            return None;
+        }
+        s.ready = true;
+        s.ready_deadline = None;
+        Some(Action::Log(format!("{name}: ready")))
+    }
+
+    /// Running services still waiting to become ready, with how.
+    pub fn not_ready(&self) -> Vec<(String, Readiness)> {
+        self.services
+            .iter()
+            .filter(|(_, s)| !s.ready && matches!(s.state, State::Running { pid, .. } if pid != 0))
+            .map(|(n, s)| (n.clone(), s.spec.readiness.clone()))
+            .collect()
     }
 
     /// `ctl start`: clears a manual stop or a failure and starts it (and what it requires).
@@ -787,6 +844,8 @@ mod tests {
             log_file: None,
             log_buffer: 1024,
             console: true,
+            readiness: Readiness::Started,
+            ready_timeout: Duration::from_secs(30),
         }
     }
 
@@ -1117,6 +1176,31 @@ mod tests {
         assert!(s.services["a"].manual_stop);
         assert_eq!(s.services["a"].restarts, 1);
         assert!(spawns(&s.step(20)).is_empty(), "still stopped by hand");
+    }
+
+    #[test]
+    fn dependents_wait_for_readiness_and_a_silent_service_is_killed() {
+        let mut n = spec("n");
+        n.readiness = Readiness::Notify;
+        n.ready_timeout = Duration::from_secs(2);
+        let mut app = spec("app");
+        app.requires = vec!["n".into()];
+        let mut s = sup(vec![n, app]);
+        s.step(0);
+        s.spawned("n", Ok(5), 0);
+        assert!(spawns(&s.step(10)).is_empty(), "app waits for n's READY");
+        assert!(s.mark_ready("n").is_some());
+        assert_eq!(spawns(&s.step(20)), vec!["app"]);
+        // A second incarnation that never says READY is killed at the deadline.
+        s.exited(5, ExitStatus::Exited(1), 30);
+        s.step(30);
+        s.spawned("n", Ok(6), 30);
+        assert_eq!(s.next_deadline(), Some(2030));
+        assert!(s.step(2030).contains(&Action::Signal {
+            service: "n".into(),
+            pid: 6,
+            sig: 9
+        }));
     }
 
     #[test]

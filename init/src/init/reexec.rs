@@ -414,6 +414,21 @@ impl Init {
                 }
             }
         }
+        // Services still starting get their notify sockets back (same path).
+        for (name, how) in self.sup.not_ready() {
+            if how == moonlit_config::plan::Readiness::Notify {
+                let uid = self
+                    .sup
+                    .services
+                    .get(&name)
+                    .and_then(|s| s.spec.user.clone())
+                    .and_then(|u| moonlit_config::spawn::resolve_user(&u).ok())
+                    .map(|u| u.uid);
+                if let Err(e) = self.notify_socket(&name, uid) {
+                    self.log(&format!("{name}: {e}"));
+                }
+            }
+        }
         self.boot_script_done = true;
         self.ready = true;
         if self.net.active {

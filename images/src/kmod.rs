@@ -43,10 +43,8 @@ pub enum KmodError {
     },
 }
 
-/// `-` and `_` are the same in module names.
-pub fn normalize(name: &str) -> String {
-    name.replace('-', "_")
-}
+/// `-` and `_` are the same in module names (the `sys` module's rule).
+pub use moonlit_sys::kmod::normalize;
 
 /// The module name of a modules.dep path (`kernel/a/e1000.ko.xz` -> `e1000`).
 pub fn module_name(file: &str) -> String {
@@ -55,36 +53,10 @@ pub fn module_name(file: &str) -> String {
     normalize(stem)
 }
 
-/// Shell-style glob match (`*`, `?`, `[...]`) as modules.alias uses.
+/// Shell-style glob match (`*`, `?`, `[...]`) as modules.alias uses: the
+/// `sys` module's matcher, so images and `sys.modprobe` resolve alike.
 pub fn glob_match(pat: &[u8], s: &[u8]) -> bool {
-    match pat.split_first() {
-        None => s.is_empty(),
-        Some((b'*', rest)) => (0..=s.len()).any(|i| glob_match(rest, &s[i..])),
-        Some((b'?', rest)) => !s.is_empty() && glob_match(rest, &s[1..]),
-        Some((b'[', rest)) => {
-            let Some(close) = rest.iter().skip(1).position(|&c| c == b']').map(|p| p + 1) else {
-                return s.first() == Some(&b'[') && glob_match(rest, &s[1..]);
-            };
-            let Some(&c) = s.first() else { return false };
-            let (neg, set) = match rest[..close].split_first() {
-                Some((b'!', set)) | Some((b'^', set)) => (true, set),
-                _ => (false, &rest[..close]),
-            };
-            let mut hit = false;
-            let mut i = 0;
-            while i < set.len() {
-                if i + 2 < set.len() && set[i + 1] == b'-' {
-                    hit |= set[i] <= c && c <= set[i + 2];
-                    i += 3;
-                } else {
-                    hit |= set[i] == c;
-                    i += 1;
-                }
-            }
-            hit != neg && glob_match(&rest[close + 1..], &s[1..])
-        }
-        Some((&p, rest)) => s.first() == Some(&p) && glob_match(rest, &s[1..]),
-    }
+    moonlit_sys::kmod::glob(pat, s)
 }
 
 /// A module tree's indexes.

@@ -576,18 +576,8 @@ impl Supervisor {
                     }
                 }
                 State::Stopping {
-                    pid,
-                    deadline,
-                    killed,
-                    ..
-                } => {
-                    s.state = State::Stopping {
-                        pid,
-                        deadline,
-                        killed,
-                        then_start: true,
-                    };
-                }
+                    ref mut then_start, ..
+                } => *then_start = true,
                 State::Exited { .. } | State::Failed { .. } | State::Backoff { .. } => {
                     s.state = State::Stopped;
                     s.consecutive = 0;
@@ -638,18 +628,8 @@ impl Supervisor {
                 actions.push(s.begin_stop(name, pid, now, false))
             }
             State::Stopping {
-                pid,
-                deadline,
-                killed,
-                ..
-            } => {
-                s.state = State::Stopping {
-                    pid,
-                    deadline,
-                    killed,
-                    then_start: false,
-                };
-            }
+                ref mut then_start, ..
+            } => *then_start = false,
             State::Backoff { .. }
             | State::Waiting
             | State::Failed { .. }

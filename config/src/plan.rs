@@ -494,14 +494,19 @@ pub fn parse_service(
                     if k == "tcp" {
                         port = match v {
                             Value::Integer(p) if (1..=65535).contains(&p) => Some(p as u16),
-                            other => return Err(r.err(format!("ready.tcp must be a port number, got {other:?}"))),
+                            other => {
+                                return Err(r.err(format!(
+                                    "ready.tcp must be a port number, got {other:?}"
+                                )))
+                            }
                         };
                     } else {
                         host = r.string("ready.host", v)?;
                     }
                     Ok(())
                 })?;
-                let port = port.ok_or_else(|| r.err("ready needs tcp = PORT (e.g. ready = { tcp = 80 })"))?;
+                let port = port
+                    .ok_or_else(|| r.err("ready needs tcp = PORT (e.g. ready = { tcp = 80 })"))?;
                 spec.readiness = Readiness::Tcp { host, port };
             }
             "ready_timeout" => spec.ready_timeout = r.seconds(&key, v)?,

@@ -491,6 +491,8 @@ impl Init {
     /// Everything that follows events: due timers, task resumption, the
     /// supervisor's step, requests from Lua, shutdown progress.
     fn process(&mut self) {
+        // Readiness probes (TCP connects to loopback), at most every 100 ms.
+        self.probe_ready();
         for _ in 0..100 {
             let now = now_ms();
             let mut progressed = false;
@@ -539,8 +541,7 @@ impl Init {
                 self.host_request(req);
                 progressed = true;
             }
-            // Readiness probes, then the supervisor.
-            self.probe_ready();
+            // Supervisor.
             let actions = self.sup.step(now);
             if !actions.is_empty() {
                 progressed = true;

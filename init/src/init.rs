@@ -574,6 +574,9 @@ impl Init {
             }
             self.start_watch();
         }
+        // Services that started in this turn get their first probe and a
+        // wake-up for the next.
+        self.probe_ready();
         self.check_ready();
         self.progress_shutdown();
         if let Some(c) = self.control.as_mut() {

@@ -501,7 +501,13 @@ pub fn parse_service(
                             }
                         };
                     } else {
+                        // An address, not a name: PID 1 never waits on DNS.
                         host = r.string("ready.host", v)?;
+                        if host.parse::<std::net::IpAddr>().is_err() {
+                            return Err(
+                                r.err(format!("ready.host must be an IP address, got \"{host}\""))
+                            );
+                        }
                     }
                     Ok(())
                 })?;

@@ -119,4 +119,12 @@ fn tcp_readiness_and_a_service_that_never_gets_ready() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout)
         .contains("services/bad.lua:1: service \\\"b\\\": ready.tcp must be a port number"));
+    // A host name would mean a DNS lookup inside PID 1's loop: refused.
+    sb.write(
+        "services/bad.lua",
+        "service \"b\" { exec = { \"/bin/true\" }, ready = { tcp = 80, host = \"example.test\" } }\n",
+    );
+    let out = sb.ctl(&["--json", "reload"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ready.host must be an IP address"));
 }

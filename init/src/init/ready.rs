@@ -1,13 +1,12 @@
 //! Readiness: the sd_notify protocol (a datagram socket per service that
 //! asked for `notify = true`, named in its `$NOTIFY_SOCKET`; `READY=1` marks
 //! it up, `STATUS=` is shown by `ctl status`) and TCP probes
-//! (`ready = { tcp = PORT }`, tried every 100 ms, a loopback connect that
-//! never blocks the loop).
+//! (`ready = { tcp = PORT }`, tried every 100 ms with a non-blocking
+//! connect whose outcome is read on a later probe: the loop never waits).
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
-use std::time::Duration;
 
 use moonlit_config::plan::Readiness;
 use rustix::event::epoll::{self, EventData, EventFlags};
@@ -26,6 +25,56 @@ pub(crate) struct Ready {
     by_id: HashMap<u32, String>,
     next: u32,
     pub next_probe: Option<Ms>,
+    /// Connects in progress: service -> (socket, started).
+    probes: HashMap<String, (OwnedFd, Ms)>,
+}
+
+/// How one non-blocking TCP probe stands.
+enum Probe {
+    Connected,
+    Pending,
+    Failed,
+}
+
+/// Starts a non-blocking connect to `addr`.
+fn start_probe(addr: std::net::SocketAddr) -> Result<(OwnedFd, Probe), rustix::io::Errno> {
+    let family = if addr.is_ipv4() {
+        AddressFamily::INET
+    } else {
+        AddressFamily::INET6
+    };
+    let fd = rustix::net::socket_with(
+        family,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+        None,
+    )?;
+    let state = match rustix::net::connect(&fd, &addr) {
+        Ok(()) => Probe::Connected,
+        Err(rustix::io::Errno::INPROGRESS) | Err(rustix::io::Errno::INTR) => Probe::Pending,
+        Err(_) => Probe::Failed,
+    };
+    Ok((fd, state))
+}
+
+/// Whether a pending connect finished, without waiting.
+fn check_probe(fd: &OwnedFd) -> Probe {
+    let mut fds = [rustix::event::PollFd::new(
+        fd,
+        rustix::event::PollFlags::OUT,
+    )];
+    let zero = rustix::time::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    match rustix::event::poll(&mut fds, Some(&zero)) {
+        Ok(0) => Probe::Pending,
+        Ok(_) => match rustix::net::sockopt::socket_error(fd) {
+            Ok(Ok(())) => Probe::Connected,
+            _ => Probe::Failed,
+        },
+        Err(_) => Probe::Failed,
+    }
 }
 
 impl Init {
@@ -122,15 +171,35 @@ impl Init {
         if self.readiness.next_probe.is_some_and(|t| t > now) {
             return;
         }
+        let waiting: Vec<String> = tcp.iter().map(|(n, _, _)| n.clone()).collect();
+        self.readiness.probes.retain(|n, _| waiting.contains(n));
         for (name, host, port) in tcp {
-            let addr = format!("{host}:{port}");
-            let ok = std::net::ToSocketAddrs::to_socket_addrs(&addr)
-                .ok()
-                .and_then(|mut a| a.next())
-                .is_some_and(|a| {
-                    std::net::TcpStream::connect_timeout(&a, Duration::from_millis(20)).is_ok()
-                });
-            if ok {
+            let state = match self.readiness.probes.remove(&name) {
+                // A connect still pending for a second is given up and retried.
+                Some((fd, started)) if now.saturating_sub(started) < 1000 => match check_probe(&fd)
+                {
+                    Probe::Pending => {
+                        self.readiness.probes.insert(name.clone(), (fd, started));
+                        Probe::Pending
+                    }
+                    other => other,
+                },
+                _ => {
+                    // The host was checked to be an IP address when declared.
+                    let Ok(ip) = host.parse::<std::net::IpAddr>() else {
+                        continue;
+                    };
+                    match start_probe(std::net::SocketAddr::new(ip, port)) {
+                        Ok((fd, Probe::Pending)) => {
+                            self.readiness.probes.insert(name.clone(), (fd, now));
+                            Probe::Pending
+                        }
+                        Ok((_, state)) => state,
+                        Err(_) => Probe::Failed,
+                    }
+                }
+            };
+            if let Probe::Connected = state {
                 if let Some(a) = self.sup.mark_ready(&name) {
                     self.perform(vec![a]);
                 }

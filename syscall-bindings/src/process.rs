@@ -24,6 +24,11 @@ fn pid_opt(n: Option<i64>) -> Option<Pid> {
     n.and_then(|n| Pid::from_raw(n as i32))
 }
 
+/// The same argument for the calls that go through nix (0 or nil: the caller).
+fn nix_pid_opt(n: Option<i64>) -> Option<nix::unistd::Pid> {
+    pid_opt(n).map(|p| nix::unistd::Pid::from_raw(p.as_raw_nonzero().get()))
+}
+
 fn resource(v: &Value) -> Res<i32> {
     let n = flag(&flags::RLIMIT, v, -1)?;
     if !(0..=15).contains(&n) {
@@ -289,12 +294,15 @@ pub fn register(lua: &Lua, t: &Table) -> mlua::Result<()> {
             rp::setsid().or_sys("setsid")?.as_raw_nonzero().get(),
         ))
     })?;
+    // getsid, getpgid and getpgrp return 0 when the session or group leader
+    // lives in an ancestor pid namespace (a process started by `unshare
+    // --pid --fork`, a container's PID 1). rustix treats 0 as impossible and
+    // panics, so these three go through nix, which hands back the raw value.
     add(lua, t, "getsid", |_, pid: Option<i64>| {
         Ok(i64::from(
-            rp::getsid(pid_opt(pid))
+            nix::unistd::getsid(nix_pid_opt(pid))
                 .or_sys("getsid")?
-                .as_raw_nonzero()
-                .get(),
+                .as_raw(),
         ))
     })?;
     add(
@@ -308,14 +316,13 @@ pub fn register(lua: &Lua, t: &Table) -> mlua::Result<()> {
     )?;
     add(lua, t, "getpgid", |_, pid: Option<i64>| {
         Ok(i64::from(
-            rp::getpgid(pid_opt(pid))
+            nix::unistd::getpgid(nix_pid_opt(pid))
                 .or_sys("getpgid")?
-                .as_raw_nonzero()
-                .get(),
+                .as_raw(),
         ))
     })?;
     add(lua, t, "getpgrp", |_, ()| {
-        Ok(i64::from(rp::getpgrp().as_raw_nonzero().get()))
+        Ok(i64::from(nix::unistd::getpgrp().as_raw()))
     })?;
     add(lua, t, "kill", |_, (pid, sig): (i32, Value)| {
         raw::kill(pid, sig_arg(&sig)?).or_sys("kill")?;

@@ -21,9 +21,27 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 fn run(name: &str, in_namespaces: bool) -> String {
+    run_in(name, in_namespaces, &[])
+}
+
+/// `wrap` goes in front of the helper (after unshare's own arguments when
+/// `in_namespaces`), e.g. another unshare.
+fn run_in(name: &str, in_namespaces: bool, wrap: &[&str]) -> String {
     let bin = env!("CARGO_BIN_EXE_moonlit-sys-lua");
-    let dir = scratch(name);
-    let mut cmd = if in_namespaces {
+    // Each variant gets its own scratch directory: tests run in parallel.
+    let dir = scratch(&format!(
+        "{name}-{}",
+        wrap.first().copied().unwrap_or("plain")
+    ));
+    let mut cmd = if !wrap.is_empty() {
+        assert!(
+            rustix::process::geteuid().is_root(),
+            "{name} under {wrap:?} needs root: run cargo test as root"
+        );
+        let mut c = Command::new(wrap[0]);
+        c.args(&wrap[1..]).arg(bin);
+        c
+    } else if in_namespaces {
         assert!(
             rustix::process::geteuid().is_root(),
             "{name} needs root (mount, uts, net namespaces via unshare): run cargo test as root"
@@ -68,6 +86,28 @@ fn run(name: &str, in_namespaces: bool) -> String {
 #[test]
 fn lua_basic() {
     run("basic.lua", false);
+}
+
+/// The same script with its session and process group leader outside its pid
+/// namespace, as for a container's processes or a CI runner's: getsid,
+/// getpgid and getpgrp then return 0 (rustix panics on that; regression).
+/// sh stays PID 1 so the helper is an ordinary process (pid > 1).
+#[test]
+fn lua_basic_in_new_pid_namespace() {
+    run_in(
+        "basic.lua",
+        false,
+        &[
+            "unshare",
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            "--",
+            "sh",
+            "-c",
+            "\"$0\" \"$@\"; exit $?",
+        ],
+    );
 }
 
 #[test]

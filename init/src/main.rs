@@ -5,6 +5,11 @@
 //! This file decides the mode and sets the process up (signals blocked from
 //! the first lines, panic hook, stage 1); the loop lives in [`init`].
 
+/// Small blocks from moonlit's own size-class allocator for Lua and the
+/// loop (see moonlit_sys::alloc: musl's malloc is slow for this load).
+#[global_allocator]
+static ALLOC: moonlit_sys::alloc::Alloc = moonlit_sys::alloc::Alloc::new();
+
 mod console;
 mod control;
 mod ctl;

@@ -13,6 +13,7 @@
 
 use mlua::{Lua, Table};
 
+pub mod alloc;
 pub mod errors;
 pub mod fd;
 pub mod files;

@@ -3,6 +3,10 @@
 //! `netplan.*` helpers exposing the declarative spec, plan and apply (the real
 //! DSL lives in the config crate). Not part of the init binary.
 
+/// Small blocks from moonlit's own size-class allocator (as in the init).
+#[global_allocator]
+static ALLOC: moonlit_sys::alloc::Alloc = moonlit_sys::alloc::Alloc::new();
+
 use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::rc::Rc;

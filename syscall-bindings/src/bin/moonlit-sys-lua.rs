@@ -6,6 +6,10 @@
 //! returns its pid without waiting (Lua itself has no fork); the child gets its
 //! own process group.
 
+/// Small blocks from moonlit's own size-class allocator (as in the init).
+#[global_allocator]
+static ALLOC: moonlit_sys::alloc::Alloc = moonlit_sys::alloc::Alloc::new();
+
 use std::process::ExitCode;
 
 fn run() -> Result<(), String> {

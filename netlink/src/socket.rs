@@ -17,12 +17,13 @@ use neli::{
         socket::NlFamily,
     },
     err::SocketError,
+    nl::Nlmsghdr,
     nl::{NlPayload, NlmsghdrBuilder},
     rtnl::{Rtattr, RtattrBuilder},
-    socket::synchronous::NlSocketHandle,
+    socket::{synchronous::NlSocketHandle, NlSocket},
     types::{Buffer, RtBuffer},
     utils::Groups,
-    Size, ToBytes,
+    FromBytes, Size, ToBytes,
 };
 
 use crate::consts::NLMSG_DONE;
@@ -35,11 +36,23 @@ pub(crate) struct Reply {
     pub payload: Vec<u8>,
 }
 
+/// Receive buffer size: the most the kernel puts in one datagram (a dump's
+/// skb is capped at 32 KiB; see netlink_dump()).
+const RECV_BUF: usize = 32 * 1024;
+
 /// A synchronous rtnetlink request socket (unicast only, no multicast groups).
+///
+/// Opened as neli's `NlSocketHandle`, then driven through the `NlSocket` under
+/// it with two buffers kept for the socket's life: the handle's own receive
+/// path takes a buffer from a pool and zero-fills 32 KiB back into it after
+/// every datagram, which cost more user time than everything else in a
+/// request (bench/net).
 pub struct Handle {
-    sock: NlSocketHandle,
+    sock: NlSocket,
     seq: u32,
     writes: u64,
+    out: Vec<u8>,
+    inbuf: Vec<u8>,
 }
 
 fn socket_err(op: &'static str, target: &dyn Display, e: SocketError) -> NetError {
@@ -66,9 +79,11 @@ impl Handle {
         // Extended ACKs only improve error messages; an old kernel without them is fine.
         let _ = sock.enable_ext_ack(true);
         Ok(Handle {
-            sock,
+            sock: NlSocket::from(sock),
             seq: 0,
             writes: 0,
+            out: Vec::with_capacity(512),
+            inbuf: vec![0; RECV_BUF],
         })
     }
 
@@ -98,10 +113,21 @@ impl Handle {
                 target: target.to_string(),
                 msg: e.to_string(),
             })?;
-        self.sock
-            .send(&msg)
-            .map_err(|e| socket_err(op, target, e))?;
-        Ok(self.seq)
+        let mut cur = Cursor::new(std::mem::take(&mut self.out));
+        cur.get_mut().clear();
+        let built = msg.to_bytes(&mut cur);
+        self.out = cur.into_inner();
+        built.map_err(|e| socket_err(op, target, e.into()))?;
+        loop {
+            match self
+                .sock
+                .send(&self.out[..], neli::consts::socket::Msg::empty())
+            {
+                Ok(_) => return Ok(self.seq),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(socket_err(op, target, SocketError::from(e))),
+            }
+        }
     }
 
     /// Read replies to `seq` until its ACK / DONE / error. Returns the data
@@ -115,12 +141,18 @@ impl Handle {
         let mut out = Vec::new();
         let mut intr = false;
         loop {
-            let (iter, _) = self
+            let n = match self
                 .sock
-                .recv::<Rtm, Buffer>()
-                .map_err(|e| socket_err(op, target, e))?;
-            for msg in iter {
-                let msg = msg.map_err(|e| socket_err(op, target, e))?;
+                .recv(&mut self.inbuf[..], neli::consts::socket::Msg::empty())
+            {
+                Ok((n, _)) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(socket_err(op, target, SocketError::from(e))),
+            };
+            let mut cur = Cursor::new(&self.inbuf[..n]);
+            while (cur.position() as usize) < n {
+                let msg = Nlmsghdr::<Rtm, Buffer>::from_bytes(&mut cur)
+                    .map_err(|e| socket_err(op, target, e.into()))?;
                 if *msg.nl_seq() != seq {
                     continue; // a late reply to an earlier, abandoned request
                 }

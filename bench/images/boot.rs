@@ -305,6 +305,18 @@ status CGI: VmRSS {rss} kB, VmHWM {hwm} kB.\n",
         list(&ml_own),
     );
     let out = ws.join("docs/bench-images.md");
+    // Keep the section bench/images/systemd.sh wrote (between its markers).
+    let mut md = md;
+    if let Ok(old) = std::fs::read_to_string(&out) {
+        if let (Some(a), Some(b)) = (
+            old.find("<!-- systemd-bench:begin"),
+            old.find("<!-- systemd-bench:end -->"),
+        ) {
+            md.push('\n');
+            md.push_str(&old[a..b + "<!-- systemd-bench:end -->".len()]);
+            md.push('\n');
+        }
+    }
     std::fs::write(&out, &md).unwrap_or_else(|e| die(format!("write {}: {e}", out.display())));
     println!("{md}");
     eprintln!("bench-images: wrote {}", out.display());

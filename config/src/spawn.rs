@@ -10,9 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 
 use nix::sys::signal::{self, SigSet, SigmaskHow, Signal};
 
@@ -276,22 +274,73 @@ fn have_close_range() -> bool {
     })
 }
 
-fn to_stdio(s: StdioSpec) -> Stdio {
-    match s {
-        StdioSpec::Null => Stdio::null(),
-        StdioSpec::Inherit => Stdio::inherit(),
-        StdioSpec::Fd(fd) => Stdio::from(fd),
-    }
+/// The child's stack: mapped once, with a guard page below it, and reused by
+/// every spawn (the parent is suspended while a child runs on it).
+struct ChildStack {
+    top: usize,
 }
 
-/// Starts a child per `spec` and returns its pid. Never waits for it.
-pub fn spawn(spec: SpawnSpec) -> Result<u32, SpawnError> {
-    let argv0 = spec.argv.first().ok_or(SpawnError::EmptyArgv)?.clone();
-    let mut cmd = Command::new(&argv0);
-    cmd.args(&spec.argv[1..]);
-    cmd.env_clear();
-    cmd.env("PATH", DEFAULT_PATH);
+const CHILD_STACK: usize = 128 * 1024;
+const GUARD: usize = 4096;
 
+fn child_stack() -> Result<&'static ChildStack, std::io::Error> {
+    use std::sync::OnceLock;
+    static STACK: OnceLock<Result<ChildStack, i32>> = OnceLock::new();
+    let r = STACK.get_or_init(|| {
+        // SAFETY: a fresh private anonymous mapping chosen by the kernel; its
+        // lowest page is then made inaccessible (the guard). Nothing else
+        // refers to this memory; it lives as long as the process.
+        unsafe {
+            let base = rustix::mm::mmap_anonymous(
+                std::ptr::null_mut(),
+                CHILD_STACK + GUARD,
+                rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+                rustix::mm::MapFlags::PRIVATE | rustix::mm::MapFlags::NORESERVE,
+            )
+            .map_err(|e| e.raw_os_error())?;
+            rustix::mm::mprotect(base, GUARD, rustix::mm::MprotectFlags::empty())
+                .map_err(|e| e.raw_os_error())?;
+            Ok(ChildStack {
+                top: base as usize + GUARD + CHILD_STACK,
+            })
+        }
+    });
+    r.as_ref()
+        .map_err(|&e| std::io::Error::from_raw_os_error(e))
+}
+
+fn cstring(s: &str, what: &str, argv0: &str) -> Result<std::ffi::CString, SpawnError> {
+    std::ffi::CString::new(s).map_err(|_| SpawnError::Exec {
+        argv0: argv0.to_string(),
+        source: std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{what} contains a NUL byte"),
+        ),
+    })
+}
+
+/// Where a child's set-up failed, reported back through shared memory.
+const STAGE_EXEC: i32 = 0;
+const STAGE_STDIO: i32 = 1;
+const STAGE_CWD: i32 = 2;
+const STAGE_SETUP: i32 = 3;
+
+/// Starts a child per `spec` and returns its pid. Never waits for it (except
+/// to reap a child that failed before exec, whose error is returned).
+///
+/// The child is made with clone(CLONE_VM | CLONE_VFORK), as posix_spawn does:
+/// no copy of PID 1's page tables, no copy-on-write faults in PID 1 afterwards,
+/// and PID 1 resumes when the child has exec'd (or failed). Everything the
+/// child needs (C strings, the program's candidate paths, descriptors) is
+/// prepared here first; the child itself only makes system calls, allocates
+/// nothing and writes no memory but its own stack and the two error words.
+pub fn spawn(spec: SpawnSpec) -> Result<u32, SpawnError> {
+    use std::ffi::CString;
+    use std::sync::atomic::{AtomicI32, Ordering};
+
+    let argv0 = spec.argv.first().ok_or(SpawnError::EmptyArgv)?.clone();
+    let mut env: BTreeMap<String, String> = BTreeMap::new();
+    env.insert("PATH".into(), DEFAULT_PATH.into());
     let mut ids: Option<(u32, u32, Vec<u32>)> = None;
     if let Some(u) = &spec.user {
         let entry = resolve_user(u)?;
@@ -299,26 +348,89 @@ pub fn spawn(spec: SpawnSpec) -> Result<u32, SpawnError> {
             Some(g) => resolve_group(g)?,
             None => entry.gid,
         };
-        cmd.env("HOME", &entry.home);
-        cmd.env("USER", &entry.name);
-        cmd.env("LOGNAME", &entry.name);
+        env.insert("HOME".into(), entry.home.clone());
+        env.insert("USER".into(), entry.name.clone());
+        env.insert("LOGNAME".into(), entry.name.clone());
         ids = Some((entry.uid, gid, supplementary_groups(&entry.name, gid)));
     } else if let Some(g) = &spec.group {
         let gid = resolve_group(g)?;
         ids = Some((rustix::process::getuid().as_raw(), gid, vec![gid]));
     }
     for (k, v) in &spec.env {
-        cmd.env(k, v);
+        env.insert(k.clone(), v.clone());
     }
-    if let Some(cwd) = &spec.cwd {
-        cmd.current_dir(cwd);
+
+    // C strings and the NULL-terminated pointer arrays execve takes.
+    let c_argv = spec
+        .argv
+        .iter()
+        .map(|a| cstring(a, "an argument", &argv0))
+        .collect::<Result<Vec<CString>, _>>()?;
+    let c_env = env
+        .iter()
+        .map(|(k, v)| cstring(&format!("{k}={v}"), "the environment", &argv0))
+        .collect::<Result<Vec<CString>, _>>()?;
+    let mut argv_p: Vec<*const nix::libc::c_char> = c_argv.iter().map(|c| c.as_ptr()).collect();
+    argv_p.push(std::ptr::null());
+    let mut env_p: Vec<*const nix::libc::c_char> = c_env.iter().map(|c| c.as_ptr()).collect();
+    env_p.push(std::ptr::null());
+    // The program: a path as given, else each directory of the child's PATH
+    // in turn (execvp's rules: go on after ENOENT, ENOTDIR, EACCES).
+    let candidates: Vec<CString> = if argv0.contains('/') {
+        vec![cstring(&argv0, "the program path", &argv0)?]
+    } else if argv0.is_empty() {
+        return Err(SpawnError::EmptyArgv);
+    } else {
+        env.get("PATH")
+            .map(String::as_str)
+            .unwrap_or(DEFAULT_PATH)
+            .split(':')
+            .map(|d| if d.is_empty() { "." } else { d })
+            .map(|d| cstring(&format!("{d}/{argv0}"), "PATH", &argv0))
+            .collect::<Result<_, _>>()?
+    };
+    let cwd = match &spec.cwd {
+        Some(c) => Some(cstring(
+            &c.to_string_lossy(),
+            "the working directory",
+            &argv0,
+        )?),
+        None => None,
+    };
+
+    // Standard streams: descriptors the child dup2s onto 0, 1 and 2. A source
+    // that is itself 0-2 is moved above 2 first, so no dup2 can clobber it.
+    let stdio_err = |source: std::io::Error| SpawnError::Stdio {
+        argv0: argv0.clone(),
+        source,
+    };
+    let mut keep: Vec<OwnedFd> = Vec::new();
+    let mut sources: [Option<RawFd>; 3] = [None; 3];
+    for (i, s) in [spec.stdin, spec.stdout, spec.stderr]
+        .into_iter()
+        .enumerate()
+    {
+        let fd = match s {
+            StdioSpec::Inherit => continue,
+            StdioSpec::Null => rustix::fs::open(
+                "/dev/null",
+                rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            )
+            .map_err(|e| stdio_err(e.into()))?,
+            StdioSpec::Fd(fd) => fd,
+        };
+        let fd = if fd.as_raw_fd() < 3 {
+            rustix::io::fcntl_dupfd_cloexec(&fd, 3).map_err(|e| stdio_err(e.into()))?
+        } else {
+            fd
+        };
+        sources[i] = Some(fd.as_raw_fd());
+        keep.push(fd);
     }
-    cmd.stdin(to_stdio(spec.stdin));
-    cmd.stdout(to_stdio(spec.stdout));
-    cmd.stderr(to_stdio(spec.stderr));
 
     // With close_range the child marks everything >= 3 itself; otherwise the
-    // leaky descriptors are listed here, before the fork.
+    // leaky descriptors are listed here, before the clone.
     let use_close_range = have_close_range();
     let leaky = if use_close_range {
         Vec::new()
@@ -328,36 +440,74 @@ pub fn spawn(spec: SpawnSpec) -> Result<u32, SpawnError> {
     let setsid = spec.setsid;
     let ctty = spec.ctty;
     let umask = spec.umask;
-    let rlimits = spec.rlimits.clone();
-    let groups: Vec<nix::unistd::Gid> = ids
+    let rlimits = spec.rlimits;
+    let groups: Vec<rustix::process::Gid> = ids
         .as_ref()
-        .map(|(_, _, g)| g.iter().map(|g| nix::unistd::Gid::from_raw(*g)).collect())
+        .map(|(_, _, g)| {
+            g.iter()
+                .map(|g| rustix::process::Gid::from_raw(*g))
+                .collect()
+        })
         .unwrap_or_default();
     let change_ids = ids.as_ref().map(|(u, g, _)| (*u, *g));
+    let stack = child_stack().map_err(|source| SpawnError::Exec {
+        argv0: argv0.clone(),
+        source,
+    })?;
 
-    // SAFETY: the closure runs in the forked child before exec. It only makes
-    // async-signal-safe system calls (sigaction, sigprocmask, setsid, umask,
-    // setrlimit, fcntl, setgroups, setgid, setuid) on data prepared in the
-    // parent, and allocates nothing.
-    unsafe {
-        cmd.pre_exec(move || {
+    // Written by the child before it exits on a failure; read after the
+    // clone returns (CLONE_VFORK: the child has exec'd or exited by then).
+    let fail_errno = AtomicI32::new(0);
+    let fail_stage = AtomicI32::new(STAGE_EXEC);
+
+    let child = || -> isize {
+        let fail = |stage: i32, errno: i32| -> isize {
+            fail_stage.store(stage, Ordering::Relaxed);
+            fail_errno.store(errno.max(1), Ordering::Relaxed);
+            127
+        };
+        // SAFETY (whole child): this runs in the vfork-style child on its
+        // own stack, sharing memory with the suspended parent. It only makes
+        // system calls on data prepared above (live until the parent
+        // resumes) and stores into the two atomics.
+        unsafe {
+            for (target, src) in sources.iter().enumerate() {
+                if let Some(src) = *src {
+                    if nix::libc::dup2(src, target as i32) < 0 {
+                        return fail(STAGE_STDIO, nix::errno::Errno::last_raw());
+                    }
+                }
+            }
+            if let Some(dir) = &cwd {
+                if nix::libc::chdir(dir.as_ptr()) < 0 {
+                    return fail(STAGE_CWD, nix::errno::Errno::last_raw());
+                }
+            }
             // Dispositions: exec resets caught signals; ignored ones (Rust
             // ignores PIPE; a parent may have ignored others, real-time
             // ones included) must be reset by hand. The raw system call,
             // because libc wrappers refuse the signals libc keeps for
             // itself (32-34), which a child must still get as default.
+            // Without CLONE_SIGHAND the child's dispositions are its own.
             for sig in 1..=64 {
                 if sig != nix::libc::SIGKILL && sig != nix::libc::SIGSTOP {
                     reset_disposition(sig);
                 }
             }
-            signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
-                .map_err(std::io::Error::from)?;
+            if let Err(e) =
+                signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+            {
+                return fail(STAGE_SETUP, e as i32);
+            }
             if setsid {
-                rustix::process::setsid()?;
+                if let Err(e) = rustix::process::setsid() {
+                    return fail(STAGE_SETUP, e.raw_os_error());
+                }
             }
             if ctty {
-                rustix::process::ioctl_tiocsctty(BorrowedFd::borrow_raw(0))?;
+                if let Err(e) = rustix::process::ioctl_tiocsctty(BorrowedFd::borrow_raw(0)) {
+                    return fail(STAGE_SETUP, e.raw_os_error());
+                }
             }
             if let Some(m) = umask {
                 rustix::process::umask(rustix::fs::Mode::from_raw_mode(m));
@@ -368,7 +518,9 @@ pub fn spawn(spec: SpawnSpec) -> Result<u32, SpawnError> {
                     current: r.soft.or(cur.current),
                     maximum: r.hard.or(cur.maximum),
                 };
-                rustix::process::setrlimit(r.resource, lim)?;
+                if let Err(e) = rustix::process::setrlimit(r.resource, lim) {
+                    return fail(STAGE_SETUP, e.raw_os_error());
+                }
             }
             if !use_close_range || !cloexec_from(3) {
                 for &fd in &leaky {
@@ -376,22 +528,102 @@ pub fn spawn(spec: SpawnSpec) -> Result<u32, SpawnError> {
                     let _ = rustix::io::fcntl_setfd(bfd, rustix::io::FdFlags::CLOEXEC);
                 }
             }
+            // The kernel's per-thread calls, not libc's: musl's setuid and
+            // friends synchronise every thread of the process (__synccall),
+            // which a vfork-style child sharing the parent's memory must not
+            // attempt. The child is a single thread, so per-thread is all.
             if let Some((uid, gid)) = change_ids {
-                nix::unistd::setgroups(&groups).map_err(std::io::Error::from)?;
-                nix::unistd::setgid(nix::unistd::Gid::from_raw(gid))
-                    .map_err(std::io::Error::from)?;
-                nix::unistd::setuid(nix::unistd::Uid::from_raw(uid))
-                    .map_err(std::io::Error::from)?;
+                if let Err(e) = rustix::thread::set_thread_groups(&groups) {
+                    return fail(STAGE_SETUP, e.raw_os_error());
+                }
+                if let Err(e) = rustix::thread::set_thread_gid(rustix::process::Gid::from_raw(gid))
+                {
+                    return fail(STAGE_SETUP, e.raw_os_error());
+                }
+                if let Err(e) = rustix::thread::set_thread_uid(rustix::process::Uid::from_raw(uid))
+                {
+                    return fail(STAGE_SETUP, e.raw_os_error());
+                }
             }
-            Ok(())
+            let mut err = nix::libc::ENOENT;
+            let mut seen_eacces = false;
+            for path in &candidates {
+                nix::libc::execve(path.as_ptr(), argv_p.as_ptr(), env_p.as_ptr());
+                err = nix::errno::Errno::last_raw();
+                match err {
+                    nix::libc::EACCES => seen_eacces = true,
+                    nix::libc::ENOENT | nix::libc::ENOTDIR => {}
+                    _ => break,
+                }
+            }
+            if seen_eacces && (err == nix::libc::ENOENT || err == nix::libc::ENOTDIR) {
+                err = nix::libc::EACCES;
+            }
+            fail(STAGE_EXEC, err)
+        }
+    };
+
+    // One child stack for the process: in threaded programs (tests, tools)
+    // two spawns must not run children on it at once.
+    static STACK_IN_USE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _stack_guard = STACK_IN_USE.lock().unwrap_or_else(|e| e.into_inner());
+    // SAFETY: the mapping made by child_stack(), CHILD_STACK bytes below
+    // `top`, writable, never freed, and used by nobody else while the guard
+    // is held.
+    let stack_slice = unsafe {
+        std::slice::from_raw_parts_mut((stack.top - CHILD_STACK) as *mut u8, CHILD_STACK)
+    };
+    // SAFETY: CLONE_VM | CLONE_VFORK: the child runs `child` on the reserved
+    // stack (guard page below; the closure needs a few KiB) while this
+    // thread is suspended, so nothing else touches the shared memory; PID 1
+    // is single-threaded and, where this runs in a threaded test, the
+    // other threads never touch what the child reads. SIGCHLD reports the
+    // child's end to the reaper like any other child.
+    let pid = unsafe {
+        nix::sched::clone(
+            Box::new(child),
+            stack_slice,
+            nix::sched::CloneFlags::CLONE_VM | nix::sched::CloneFlags::CLONE_VFORK,
+            Some(nix::libc::SIGCHLD),
+        )
+    }
+    .map_err(|e| SpawnError::Exec {
+        argv0: argv0.clone(),
+        source: std::io::Error::from(e),
+    })?;
+    drop(keep);
+    let errno = fail_errno.load(Ordering::Relaxed);
+    if errno != 0 {
+        // The child exited before exec: reap it here (it is ours, not an
+        // orphan) and say why.
+        let _ = nix::sys::wait::waitpid(pid, None);
+        let source = std::io::Error::from_raw_os_error(errno);
+        return Err(match fail_stage.load(Ordering::Relaxed) {
+            STAGE_STDIO => SpawnError::Stdio { argv0, source },
+            STAGE_CWD => SpawnError::Exec {
+                argv0,
+                source: std::io::Error::new(
+                    source.kind(),
+                    format!(
+                        "working directory {}: {source}",
+                        spec.cwd
+                            .as_deref()
+                            .unwrap_or(std::path::Path::new("?"))
+                            .display()
+                    ),
+                ),
+            },
+            STAGE_SETUP => SpawnError::Exec {
+                argv0,
+                source: std::io::Error::new(
+                    source.kind(),
+                    format!("setting up the child: {source}"),
+                ),
+            },
+            _ => SpawnError::Exec { argv0, source },
         });
     }
-    let child = cmd
-        .spawn()
-        .map_err(|source| SpawnError::Exec { argv0, source })?;
-    // The child is reaped by the init's central reaper; dropping `Child`
-    // neither waits nor kills.
-    Ok(child.id())
+    Ok(pid.as_raw() as u32)
 }
 
 /// How a process ended, decoded in exactly one place.
@@ -491,6 +723,104 @@ mod tests {
         assert_eq!(parse_signal("0"), None);
         assert_eq!(signal_name(15), "TERM");
         assert_eq!(signal_name(37), "RTMIN+3");
+    }
+
+    fn wait(pid: u32) -> ExitStatus {
+        let st = rustix::process::waitpid(
+            rustix::process::Pid::from_raw(pid as i32),
+            rustix::process::WaitOptions::empty(),
+        )
+        .unwrap()
+        .unwrap()
+        .1;
+        ExitStatus::from_wait(st)
+    }
+
+    fn output(mut spec: SpawnSpec) -> (String, ExitStatus) {
+        let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).unwrap();
+        spec.stdout = StdioSpec::Fd(w);
+        let pid = spawn(spec).unwrap();
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut std::fs::File::from(r), &mut out).unwrap();
+        (out, wait(pid))
+    }
+
+    fn sh(script: &str) -> SpawnSpec {
+        SpawnSpec::new(vec!["sh".into(), "-c".into(), script.into()])
+    }
+
+    #[test]
+    fn children_run_found_on_path_with_a_clean_environment() {
+        let mut spec = sh("echo \"$0|$FOO|$PATH\"; env | sort | tr '\\n' ' '; exit 3");
+        spec.env.insert("FOO".into(), "bar baz".into());
+        let (out, st) = output(spec);
+        assert_eq!(st, ExitStatus::Exited(3));
+        let mut lines = out.lines();
+        assert_eq!(
+            lines.next(),
+            Some(format!("sh|bar baz|{DEFAULT_PATH}").as_str())
+        );
+        // Only what moonlit sets (sh adds PWD, and SHLVL for some shells).
+        let vars: Vec<&str> = lines
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .filter(|v| !v.starts_with("PWD=") && !v.starts_with("SHLVL=") && !v.starts_with("_="))
+            .collect();
+        assert_eq!(vars, ["FOO=bar", "baz", &format!("PATH={DEFAULT_PATH}")]);
+    }
+
+    #[test]
+    fn cwd_umask_and_stdin_are_set() {
+        let mut spec = sh("pwd; umask; cat");
+        spec.cwd = Some("/tmp".into());
+        spec.umask = Some(0o027);
+        let (out, st) = output(spec);
+        assert!(st.success(), "{st}");
+        // stdin is /dev/null: cat prints nothing and ends.
+        assert_eq!(out, "/tmp\n0027\n");
+    }
+
+    #[test]
+    fn failures_before_exec_are_reported_and_the_child_reaped() {
+        let e = spawn(SpawnSpec::new(vec!["no-such-program-moonlit".into()])).unwrap_err();
+        assert!(
+            matches!(&e, SpawnError::Exec { argv0, source } if argv0 == "no-such-program-moonlit"
+                && source.kind() == std::io::ErrorKind::NotFound),
+            "{e}"
+        );
+        let e = spawn(SpawnSpec::new(vec!["/no/such/dir/prog".into()])).unwrap_err();
+        assert!(e.to_string().contains("No such file"), "{e}");
+        // A file without the execute bit: EACCES, as execvp says it.
+        let f = std::env::temp_dir().join(format!("moonlit-noexec-{}", std::process::id()));
+        std::fs::write(&f, "#!/bin/sh\n").unwrap();
+        let e = spawn(SpawnSpec::new(vec![f.display().to_string()])).unwrap_err();
+        let _ = std::fs::remove_file(&f);
+        assert!(
+            matches!(&e, SpawnError::Exec { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied),
+            "{e}"
+        );
+        let mut spec = sh("true");
+        spec.cwd = Some("/no/such/dir".into());
+        let e = spawn(spec).unwrap_err();
+        assert!(
+            e.to_string().contains("working directory /no/such/dir"),
+            "{e}"
+        );
+        let mut spec = sh("true");
+        spec.argv.push("a\0b".into());
+        let e = spawn(spec).unwrap_err();
+        assert!(e.to_string().contains("NUL"), "{e}");
+    }
+
+    #[test]
+    fn many_children_in_a_row() {
+        // The shared child stack is reused: each child must start clean.
+        for i in 0..200 {
+            let (out, st) = output(sh(&format!("echo {i}")));
+            assert!(st.success());
+            assert_eq!(out, format!("{i}\n"));
+        }
     }
 
     #[test]

@@ -294,6 +294,34 @@ impl Reader<'_> {
 }
 
 /// Suggests the closest known key for a misspelled one.
+/// moonlit's name for a service setting other inits spell differently
+/// (systemd units, s6/runit/dinit habits, docker-compose), compared without
+/// case or separators.
+fn synonym(key: &str) -> Option<&'static str> {
+    let k: String = key
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    Some(match k.as_str() {
+        "argv" | "args" | "cmd" | "command" | "execstart" | "program" | "run" | "entrypoint" => {
+            "exec"
+        }
+        "environment" | "vars" => "env",
+        "workingdirectory" | "workdir" | "dir" | "chdir" | "directory" => "cwd",
+        "uid" | "runas" => "user",
+        "gid" => "group",
+        "depends" | "dependson" | "dependencies" | "wants" | "needs" => "requires",
+        "restartpolicy" => "restart",
+        "killsignal" | "stopsig" => "stop_signal",
+        "timeoutstopsec" | "killtimeout" => "stop_timeout",
+        "type" => "oneshot",
+        "logfile" | "standardoutput" | "log" => "log_file",
+        "readiness" | "readycheck" | "healthcheck" => "ready",
+        _ => return None,
+    })
+}
+
 fn suggest(key: &str, known: &[&str]) -> Option<String> {
     fn dist(a: &str, b: &str) -> usize {
         let b: Vec<char> = b.chars().collect();
@@ -534,7 +562,9 @@ pub fn parse_service(
                 }
             }
             other => {
-                let hint = suggest(other, SERVICE_KEYS)
+                let hint = synonym(other)
+                    .map(str::to_string)
+                    .or_else(|| suggest(other, SERVICE_KEYS))
                     .map(|s| format!(" (did you mean '{s}'?)"))
                     .unwrap_or_default();
                 return Err(r.err(format!("unknown key '{other}'{hint}")));

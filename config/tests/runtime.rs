@@ -135,6 +135,10 @@ fn services_are_validated_with_locations() {
     let rt = rt();
     let cases: &[(&str, &str, ErrorKind)] = &[
         ("service 'a' { exce = {'/bin/x'} }", "services/t.lua:1: service \"a\": unknown key 'exce' (did you mean 'exec'?)", ErrorKind::Schema),
+        ("service 'a' { argv = {'/bin/x'} }", "unknown key 'argv' (did you mean 'exec'?)", ErrorKind::Schema),
+        ("service 'a' { exec = {'/bin/x'}, WorkingDirectory = '/' }", "unknown key 'WorkingDirectory' (did you mean 'cwd'?)", ErrorKind::Schema),
+        ("service 'a' { exec = {'/bin/x'}, depends_on = {} }", "unknown key 'depends_on' (did you mean 'requires'?)", ErrorKind::Schema),
+        ("service 'a' { exec = {'/bin/x'}, zzqx = 1 }", "unknown key 'zzqx'", ErrorKind::Schema),
         ("\nservice 'a' { exec = '/bin/x', restart = 'sometimes' }", "services/t.lua:2: service \"a\": restart must be", ErrorKind::Schema),
         ("service 'a' { exec = {'/bin/x'}, stop_timeout = -1 }", "stop_timeout must be between 0", ErrorKind::Schema),
         ("service 'a' { exec = {'/bin/x'}, stop_signal = 'BOGUS' }", "stop_signal: unknown signal 'BOGUS'", ErrorKind::Schema),

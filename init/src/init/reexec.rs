@@ -485,3 +485,63 @@ impl Init {
         let _ = AsFd::as_fd(&self.epoll);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::IntoRawFd;
+
+    /// A document as the first format-1 writer produced it (captured from a
+    /// real re-exec, paths and kernel command line made neutral), without
+    /// the fields added since. Every later binary must keep reading it.
+    const OLDEST_V1: &str = include_str!("../../tests/fixtures/handover-v1-oldest.json");
+
+    fn memfd_with(text: &str) -> RawFd {
+        let fd = rustix::fs::memfd_create("test-handover", rustix::fs::MemfdFlags::CLOEXEC)
+            .expect("memfd");
+        rustix::io::write(&fd, text.as_bytes()).expect("write");
+        fd.into_raw_fd()
+    }
+
+    #[test]
+    fn a_newer_binary_reads_the_oldest_format() {
+        let h = read_handover(memfd_with(OLDEST_V1)).expect("format 1 is readable");
+        assert_eq!(h.format, 1);
+        assert_eq!(h.mode, "sandbox");
+        assert_eq!(h.generation, 1);
+        let names: Vec<&str> = h.services.iter().map(|s| s.spec.name.as_str()).collect();
+        assert_eq!(names, ["job", "web"]);
+        let web = &h.services[1];
+        assert_eq!(web.state.pid(), Some(4), "the running pid is adopted");
+        assert_eq!(web.restarts, 2);
+        assert_eq!(web.spec.stop_signal, 10, "the old stop signal is kept");
+        // Fields the oldest writer did not have take their defaults.
+        assert!(
+            web.ready,
+            "a running service of an old image counts as ready"
+        );
+        assert_eq!(web.spec.readiness, moonlit_config::plan::Readiness::Started);
+        assert_eq!(web.spec.ready_timeout, std::time::Duration::from_secs(30));
+        assert_eq!(h.reexecs, 0);
+        assert!(!h.net_active && h.net_owned.is_empty());
+        // Module state and logs come across.
+        assert_eq!(h.states.len(), 1);
+        assert_eq!(h.states[0].1["hits"], 3);
+        let web_log = h.logs.iter().find(|l| l.service == "web").expect("web log");
+        assert_eq!(web_log.lines, ["web: listening", "web: ok"]);
+        let o = h.options();
+        assert_eq!(o.config_dir, std::path::PathBuf::from("/etc/moonlit"));
+    }
+
+    #[test]
+    fn a_newer_format_or_garbage_is_refused_with_a_reason() {
+        let newer = OLDEST_V1.replacen("\"format\": 1", "\"format\": 2", 1);
+        assert_ne!(newer, OLDEST_V1);
+        let e = read_handover(memfd_with(&newer)).err().expect("refused");
+        assert!(e.contains("format 2 is newer"), "{e}");
+        let e = read_handover(memfd_with("{\"format\": 1"))
+            .err()
+            .expect("refused");
+        assert!(e.contains("parsing the handover"), "{e}");
+    }
+}

@@ -4,7 +4,7 @@
 //! `sys.stat(path)` from Lua against the same raw calls made from Rust through
 //! rustix, plus an empty Lua loop and a Lua call of a Rust no-op function to show
 //! where the difference goes (a path call without a result table, a bare Lua
-//! table constructor, a musl malloc). Each figure is the best of several rounds.
+//! table constructor, a 1 KiB allocation). Each figure is the best of several rounds.
 
 /// Small blocks from moonlit's own size-class allocator (as in the init).
 #[global_allocator]
@@ -110,7 +110,7 @@ fn main() -> mlua::Result<()> {
         ("rust  rustix::fs::access", rust_access),
         ("lua   sys.access(path)", lua_access),
         ("lua   25-field table constructor", lua_table),
-        ("rust  1 KiB Vec alloc+free (musl)", rust_malloc),
+        ("rust  1 KiB Vec alloc+free (global allocator)", rust_malloc),
     ] {
         println!("{name:<34} {v:>10.1}");
     }

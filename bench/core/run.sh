@@ -446,11 +446,19 @@ table="$(
 EOF
 )"
 
+goal=2000000
+size_v="binary $size_bytes bytes: $( [ "$size_bytes" -lt "$goal" ] && echo met || echo '**not met**')"
+rss_v="idle RSS $((rss_kb * 1024)) bytes: $( [ $((rss_kb * 1024)) -lt "$goal" ] && echo met || echo '**not met**')"
+verdict="- $size_v
+- $rss_v (of which anon $rss_anon_kb kB: heap, stacks and Lua; the rest is the touched pages of the binary, so RSS follows the binary's size)"
+
 echo
 echo "Measured $when on $machine (load average before the bench: $load_start)."
 echo "moonlit's sandbox parent process (host side, not PID 1): VmRSS $parent_rss_kb kB."
 echo
 echo "$table"
+echo
+echo "$verdict"
 
 if [ "$write" = 1 ]; then
   out="$repo/docs/bench-core.md"
@@ -470,6 +478,10 @@ $table
 
 The host-side parent of \`moonlit run --sandbox\` (it only forwards signals and
 waits) had a VmRSS of $parent_rss_kb kB; it is not PID 1 and not in the table.
+
+## Against the goal (both under 2 MB, read as 2,000,000 bytes)
+
+$verdict
 
 ## Methodology
 

@@ -573,21 +573,35 @@ pub fn spawn(spec: SpawnSpec) -> Result<u32, SpawnError> {
     let stack_slice = unsafe {
         std::slice::from_raw_parts_mut((stack.top - CHILD_STACK) as *mut u8, CHILD_STACK)
     };
+    // No signal handler of the parent may run in the child before it has
+    // reset its dispositions (it would run on the shared memory): every
+    // signal is blocked around the clone, as posix_spawn does. PID 1 has them
+    // all blocked already; programs embedding this (tests) may not.
+    let mut old_mask = SigSet::empty();
+    let blocked = signal::sigprocmask(
+        SigmaskHow::SIG_SETMASK,
+        Some(&SigSet::all()),
+        Some(&mut old_mask),
+    )
+    .is_ok();
     // SAFETY: CLONE_VM | CLONE_VFORK: the child runs `child` on the reserved
     // stack (guard page below; the closure needs a few KiB) while this
     // thread is suspended, so nothing else touches the shared memory; PID 1
     // is single-threaded and, where this runs in a threaded test, the
     // other threads never touch what the child reads. SIGCHLD reports the
     // child's end to the reaper like any other child.
-    let pid = unsafe {
+    let cloned = unsafe {
         nix::sched::clone(
             Box::new(child),
             stack_slice,
             nix::sched::CloneFlags::CLONE_VM | nix::sched::CloneFlags::CLONE_VFORK,
             Some(nix::libc::SIGCHLD),
         )
+    };
+    if blocked {
+        let _ = signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None);
     }
-    .map_err(|e| SpawnError::Exec {
+    let pid = cloned.map_err(|e| SpawnError::Exec {
         argv0: argv0.clone(),
         source: std::io::Error::from(e),
     })?;

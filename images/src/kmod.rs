@@ -6,10 +6,11 @@
 //! module tree (`/lib/modules/<kver>`), resolving a name or alias, the closure,
 //! and writing a `modules.dep`/`modules.alias` that mention only the copied
 //! modules. Also finds the module names a configuration asks for, by scanning
-//! its Lua for `modprobe("name")` calls with a literal name. Does not own:
-//! loading anything (moonlit does that in the guest) or soft dependencies
-//! (`modules.softdep` is not followed: a config that needs `crc32c_generic`
-//! before `ext4` loads it itself).
+//! its Lua for `modprobe("name")` calls with a literal name. Soft
+//! dependencies (`modules.softdep`, e.g. `softdep ext4 pre: crypto-crc32c`)
+//! are copied too when they resolve, with their lines, so the guest's
+//! `sys.modprobe` loads them as modprobe would. Does not own: loading
+//! anything (moonlit does that in the guest).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -70,6 +71,9 @@ pub struct ModuleTree {
     aliases: Vec<(String, String)>,
     /// Built-in module names.
     builtin: BTreeSet<String>,
+    /// module name -> the names (or aliases) of its soft dependencies, and
+    /// the modules.softdep line they came from.
+    softdeps: BTreeMap<String, (Vec<String>, String)>,
     /// modules.builtin as read, to copy into the image.
     pub builtin_text: String,
 }
@@ -109,12 +113,24 @@ impl ModuleTree {
             })
             .collect();
         let builtin = builtin_text.lines().map(module_name).collect();
+        let mut softdeps = BTreeMap::new();
+        for line in read(&dir.join("modules.softdep"), false)?.lines() {
+            let mut w = line.split_whitespace();
+            if let (Some("softdep"), Some(m)) = (w.next(), w.next()) {
+                let names = w
+                    .filter(|x| *x != "pre:" && *x != "post:")
+                    .map(str::to_string)
+                    .collect();
+                softdeps.insert(normalize(m), (names, line.trim().to_string()));
+            }
+        }
         Ok(ModuleTree {
             dir: dir.into(),
             deps,
             aliases,
             builtin,
             builtin_text,
+            softdeps,
         })
     }
 
@@ -149,27 +165,66 @@ impl ModuleTree {
             .collect())
     }
 
+    /// Adds module `m`'s file and its dependencies' files to `files`.
+    fn add_with_deps(&self, m: &str, files: &mut BTreeSet<String>) -> Result<(), KmodError> {
+        if let Some((file, d)) = self.deps.get(m) {
+            files.insert(file.clone());
+            for dep in d {
+                if !self.deps.contains_key(&module_name(dep)) {
+                    return Err(KmodError::MissingDep {
+                        file: dep.clone(),
+                        dir: self.dir.clone(),
+                    });
+                }
+                files.insert(dep.clone());
+            }
+        }
+        Ok(())
+    }
+
     /// The files (relative to the tree) needed to load `names`, with every
-    /// dependency, sorted.
+    /// dependency, and the soft dependencies of everything in the set that
+    /// resolve (with theirs), sorted.
     pub fn closure(&self, names: &[String]) -> Result<BTreeSet<String>, KmodError> {
         let mut files = BTreeSet::new();
         for name in names {
             for m in self.resolve(name)? {
-                if let Some((file, d)) = self.deps.get(&m) {
-                    files.insert(file.clone());
-                    for dep in d {
-                        if !self.deps.contains_key(&module_name(dep)) {
-                            return Err(KmodError::MissingDep {
-                                file: dep.clone(),
-                                dir: self.dir.clone(),
-                            });
+                self.add_with_deps(&m, &mut files)?;
+            }
+        }
+        // Soft dependencies, best effort, until nothing new comes in.
+        loop {
+            let before = files.len();
+            let modules: Vec<String> = files.iter().map(|f| module_name(f)).collect();
+            for m in modules {
+                let Some((soft, _)) = self.softdeps.get(&m) else {
+                    continue;
+                };
+                for s in soft {
+                    for sm in self.resolve(s).unwrap_or_default() {
+                        let mut trial = files.clone();
+                        if self.add_with_deps(&sm, &mut trial).is_ok() {
+                            files = trial;
                         }
-                        files.insert(dep.clone());
                     }
                 }
             }
+            if files.len() == before {
+                return Ok(files);
+            }
         }
-        Ok(files)
+    }
+
+    /// A modules.softdep with the lines of the copied modules.
+    pub fn trimmed_softdep(&self, files: &BTreeSet<String>) -> String {
+        let mut out = String::new();
+        for f in files {
+            if let Some((_, line)) = self.softdeps.get(&module_name(f)) {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        out
     }
 
     /// A modules.dep with only the lines of `files` (in the original order).
@@ -276,6 +331,13 @@ mod tests {
         )
         .unwrap();
         std::fs::write(
+            dir.join("modules.softdep"),
+            "# Soft dependencies extracted from modules themselves.\n\
+             softdep ext4 pre: crypto-crc32c\nsoftdep jbd2 pre: crypto-crc32c post: broken nosuch\n\
+             softdep e1000 pre: crc16\n",
+        )
+        .unwrap();
+        std::fs::write(
             dir.join("modules.alias"),
             "alias crypto-crc32c crc32c_generic\nalias pci:v00008086d0000100Esv*sd*bc*sc*i* e1000\nalias fs-ext4 ext4\n",
         )
@@ -294,13 +356,23 @@ mod tests {
     fn closure_follows_modules_dep() {
         let t = tree();
         let f = t.closure(&["ext4".into()]).unwrap();
-        assert_eq!(f.len(), 4);
+        // ext4, its 3 dependencies and its soft dependency crc32c_generic (an
+        // alias); jbd2's unresolvable soft dependencies are left out.
+        assert_eq!(f.len(), 5, "{f:?}");
         assert!(f.contains("kernel/fs/jbd2/jbd2.ko"));
+        assert!(f.contains("kernel/crypto/crc32c_generic.ko"));
+        assert_eq!(
+            t.trimmed_softdep(&f),
+            "softdep ext4 pre: crypto-crc32c\nsoftdep jbd2 pre: crypto-crc32c post: broken nosuch\n"
+        );
         let dep = t.trimmed_dep(&f);
         assert!(dep.contains("kernel/fs/ext4/ext4.ko: kernel/lib/crc16.ko"));
         assert!(!dep.contains("e1000"));
         let alias = t.trimmed_alias(&f);
-        assert_eq!(alias, "alias fs-ext4 ext4\n");
+        assert_eq!(
+            alias,
+            "alias crypto-crc32c crc32c_generic\nalias fs-ext4 ext4\n"
+        );
     }
 
     #[test]

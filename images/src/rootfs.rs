@@ -208,6 +208,11 @@ pub fn build(spec: &RootSpec) -> Result<Contents> {
             0o644,
             tree.builtin_text.clone().into_bytes(),
         );
+        a.file(
+            &format!("{base}/modules.softdep"),
+            0o644,
+            tree.trimmed_softdep(&c.module_files).into_bytes(),
+        );
     }
 
     for (path, mode, data) in &spec.extra_files {

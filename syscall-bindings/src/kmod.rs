@@ -133,6 +133,19 @@ pub struct ModDb {
     deps: HashMap<String, (String, Vec<String>)>,
     builtin: HashSet<String>,
     aliases: Vec<(String, String)>,
+    /// name -> (pre, post) soft dependencies (modules.softdep).
+    softdeps: HashMap<String, (Vec<String>, Vec<String>)>,
+}
+
+/// One module file to load, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Load {
+    pub path: PathBuf,
+    /// A soft dependency, or a dependency of one: loaded if it can be,
+    /// skipped otherwise (as modprobe does).
+    pub soft: bool,
+    /// The module asked for: it gets the parameters.
+    pub target: bool,
 }
 
 fn read_opt(path: &Path) -> Result<String, KmodError> {
@@ -147,7 +160,8 @@ fn read_opt(path: &Path) -> Result<String, KmodError> {
 }
 
 impl ModDb {
-    /// Reads `dir/modules.dep` (required), `modules.alias`, `modules.builtin`.
+    /// Reads `dir/modules.dep` (required), `modules.alias`, `modules.builtin`,
+    /// `modules.softdep`.
     pub fn load(dir: &Path) -> Result<Self, KmodError> {
         let dep_path = dir.join("modules.dep");
         let dep = std::fs::read_to_string(&dep_path).map_err(|source| KmodError::Read {
@@ -159,7 +173,33 @@ impl ModDb {
             &dep,
             &read_opt(&dir.join("modules.alias"))?,
             &read_opt(&dir.join("modules.builtin"))?,
-        ))
+        )
+        .with_softdeps(&read_opt(&dir.join("modules.softdep"))?))
+    }
+
+    /// Adds `softdep MODULE pre: A B post: C` lines (modules.softdep, or the
+    /// same syntax of modprobe.d). Words before `pre:`/`post:` are ignored.
+    pub fn with_softdeps(mut self, text: &str) -> Self {
+        for line in text.lines() {
+            let mut w = line.split_whitespace();
+            let (Some("softdep"), Some(module)) = (w.next(), w.next()) else {
+                continue;
+            };
+            let entry = self.softdeps.entry(normalize(module)).or_default();
+            let mut list: Option<&mut Vec<String>> = None;
+            for word in w {
+                match word {
+                    "pre:" => list = Some(&mut entry.0),
+                    "post:" => list = Some(&mut entry.1),
+                    name => {
+                        if let Some(l) = list.as_mut() {
+                            l.push(normalize(name));
+                        }
+                    }
+                }
+            }
+        }
+        self
     }
 
     /// Builds the index from the files' contents.
@@ -194,13 +234,26 @@ impl ModDb {
         db
     }
 
+    /// Appends `name` after its soft "pre" dependencies and its
+    /// dependencies, then its soft "post" dependencies; each module once.
     fn visit(
         &self,
         name: &str,
+        soft: bool,
         seen: &mut HashSet<String>,
-        out: &mut Vec<PathBuf>,
+        out: &mut Vec<Load>,
     ) -> Result<(), KmodError> {
         if !seen.insert(name.to_string()) {
+            // Planned already as a soft dependency, needed for real now:
+            // its failure must count.
+            if !soft {
+                if let Some((path, _)) = self.deps.get(name) {
+                    let p = self.dir.join(path);
+                    if let Some(l) = out.iter_mut().find(|l| l.path == p) {
+                        l.soft = false;
+                    }
+                }
+            }
             return Ok(());
         }
         let Some((path, deps)) = self.deps.get(name) else {
@@ -209,6 +262,12 @@ impl ModDb {
                 dir: self.dir.display().to_string(),
             });
         };
+        let (pre, post) = self
+            .softdeps
+            .get(name)
+            .map(|(a, b)| (a.as_slice(), b.as_slice()))
+            .unwrap_or_default();
+        self.visit_soft(pre, seen, out);
         for d in deps {
             let dn = name_of_path(d);
             if !self.deps.contains_key(&dn) {
@@ -217,10 +276,33 @@ impl ModDb {
                     dep: dn,
                 });
             }
-            self.visit(&dn, seen, out)?;
+            self.visit(&dn, soft, seen, out)?;
         }
-        out.push(self.dir.join(path));
+        out.push(Load {
+            path: self.dir.join(path),
+            soft,
+            target: false,
+        });
+        self.visit_soft(post, seen, out);
         Ok(())
+    }
+
+    /// Soft dependencies: each one (a name or an alias) with its own
+    /// dependencies if all of them resolve, else left out.
+    fn visit_soft(&self, names: &[String], seen: &mut HashSet<String>, out: &mut Vec<Load>) {
+        for s in names {
+            let Ok(modules) = self.names(s) else {
+                continue;
+            };
+            for m in modules {
+                let mut try_seen = seen.clone();
+                let mut try_out = Vec::new();
+                if self.visit(&m, true, &mut try_seen, &mut try_out).is_ok() {
+                    *seen = try_seen;
+                    out.append(&mut try_out);
+                }
+            }
+        }
     }
 
     /// The module names `name` stands for: itself, or the modules its alias names.
@@ -252,14 +334,27 @@ impl ModDb {
             .collect())
     }
 
-    /// The files to load for `name`, dependencies first (empty: built in).
-    pub fn resolve(&self, name: &str) -> Result<Vec<PathBuf>, KmodError> {
+    /// What to load for `name`, in order: soft "pre" dependencies,
+    /// dependencies, the module, soft "post" dependencies, recursively
+    /// (empty: built in).
+    pub fn plan(&self, name: &str) -> Result<Vec<Load>, KmodError> {
         let mut seen = HashSet::new();
         let mut out = Vec::new();
         for m in self.names(name)? {
-            self.visit(&m, &mut seen, &mut out)?;
+            self.visit(&m, false, &mut seen, &mut out)?;
+            if let Some((path, _)) = self.deps.get(&m) {
+                let p = self.dir.join(path);
+                if let Some(l) = out.iter_mut().find(|l| l.path == p) {
+                    l.target = true;
+                }
+            }
         }
         Ok(out)
+    }
+
+    /// The files [`plan`](Self::plan) would load, in order.
+    pub fn resolve(&self, name: &str) -> Result<Vec<PathBuf>, KmodError> {
+        Ok(self.plan(name)?.into_iter().map(|l| l.path).collect())
     }
 }
 
@@ -288,12 +383,12 @@ fn dir_arg(v: &Value) -> Res<PathBuf> {
     })
 }
 
-fn resolve(name: &mlua::LuaString, dir: &Value) -> Res<Vec<PathBuf>> {
+fn resolve(name: &mlua::LuaString, dir: &Value) -> Res<Vec<Load>> {
     let n = name.as_bytes();
     let dir = dir_arg(dir)?;
     let db = ModDb::load(&dir).map_err(|e| kmod_err(&n, e))?;
     let name_s = String::from_utf8_lossy(&n).into_owned();
-    Ok(db.resolve(&name_s).map_err(|e| kmod_err(&n, e))?)
+    Ok(db.plan(&name_s).map_err(|e| kmod_err(&n, e))?)
 }
 
 fn load_one(path: &Path, params: &std::ffi::CStr) -> Result<(), SysError> {
@@ -326,7 +421,7 @@ pub fn register(lua: &Lua, t: &Table) -> mlua::Result<()> {
             let files = resolve(&name, &dir)?;
             let list: Vec<mlua::LuaString> = files
                 .iter()
-                .map(|p| lua.create_string(p.as_os_str().as_encoded_bytes()))
+                .map(|l| lua.create_string(l.path.as_os_str().as_encoded_bytes()))
                 .collect::<mlua::Result<_>>()?;
             Ok(list)
         },
@@ -342,10 +437,13 @@ pub fn register(lua: &Lua, t: &Table) -> mlua::Result<()> {
                 None => std::ffi::CString::default(),
             };
             let empty = std::ffi::CString::default();
-            let last = files.len().saturating_sub(1);
-            for (i, f) in files.iter().enumerate() {
+            for l in &files {
                 // Parameters belong to the module asked for, not its dependencies.
-                load_one(f, if i == last { &params } else { &empty })?;
+                let r = load_one(&l.path, if l.target { &params } else { &empty });
+                // A soft dependency that cannot be loaded is skipped.
+                if !l.soft {
+                    r?;
+                }
             }
             Ok(true)
         },
@@ -416,6 +514,42 @@ alias net-pf-[0-9] bar_core\n";
         assert_eq!(db().resolve("loop1").unwrap().len(), 2);
         let e = db().resolve("broken").unwrap_err();
         assert!(e.to_string().contains("'gone'"), "{e}");
+    }
+
+    #[test]
+    fn soft_dependencies_come_before_and_after_and_may_be_missing() {
+        let db = db().with_softdeps(
+            "softdep foo pre: fs-foo-helper e1000 post: loop1 no-such-thing\n\
+             softdep bar_core pre: veth\n\
+             softdep e1000 pre: broken post: baz\n\
+             softdep cifs gcm\n",
+        );
+        let plan = db.plan("foo").unwrap();
+        let short: Vec<(String, bool, bool)> = plan
+            .iter()
+            .map(|l| (name_of_path(&l.path.to_string_lossy()), l.soft, l.target))
+            .collect();
+        let s = |n: &str, soft, target| (n.to_string(), soft, target);
+        assert_eq!(
+            short,
+            [
+                // foo's pre: e1000 (its own pre "broken" cannot resolve: left
+                // out; its post "baz" follows it, and is also a dependency of
+                // bar_core, so it is not optional after all)
+                s("e1000", true, false),
+                s("baz", false, false),
+                // foo's dependencies (baz already loaded), then foo
+                s("bar_core", false, false),
+                s("foo", false, true),
+                // foo's post: loop1 with its dependency; the unknown one skipped
+                s("loop2", true, false),
+                s("loop1", true, false),
+            ]
+        );
+        // The plain file list keeps the same order.
+        assert_eq!(db.resolve("foo").unwrap().len(), 6);
+        // Without soft dependencies nothing changes.
+        assert_eq!(self::tests::db().resolve("foo").unwrap().len(), 3);
     }
 
     #[test]

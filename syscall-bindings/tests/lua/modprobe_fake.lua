@@ -49,5 +49,15 @@ local none3, err3 = sys.modprobe_resolve("e1000", dir .. "/nope")
 T.fails("NOENT", none3, err3)
 T.ok(tostring(err3):find("modules.dep", 1, true), "says modules.dep is missing")
 T.raises("module directory must be a string", sys.modprobe, "x", nil, {})
+-- modules.softdep: "pre" before, "post" after, unknown ones skipped
+assert(W(dir .. "/modules.softdep", table.concat({
+  "# Soft dependencies extracted from modules themselves.",
+  "softdep virtio_net pre: pci:v00008086d0000100Esv0sd0bc0sc0i0 post: cuse-mod nosuchmodule",
+  "",
+}, "\n")))
+T.eq(rel(assert(sys.modprobe_resolve("virtio_net", dir))),
+  "kernel/drivers/net/e1000/e1000.ko.xz kernel/net/core/failover.ko.zst kernel/drivers/net/net_failover.ko.zst "
+  .. "kernel/drivers/net/virtio_net.ko.zst kernel/fs/fuse/fuse.ko kernel/fs/fuse/cuse-mod.ko",
+  "soft dependencies around the module")
 T.rm_rf(dir)
 T.done()

@@ -61,6 +61,8 @@ pub enum Readiness {
     Notify,
     /// When a TCP connection to `host:port` succeeds.
     Tcp { host: String, port: u16 },
+    /// When this path exists (a socket, a pid file, a flag file).
+    Path { path: String },
 }
 
 /// One validated service.
@@ -516,9 +518,10 @@ pub fn parse_service(
                 }
             }
             "ready" => {
-                let mut host = "127.0.0.1".to_string();
+                let mut host = None;
                 let mut port = None;
-                r.subtable(&key, v, &["tcp", "host"], |k, v| {
+                let mut path = None;
+                r.subtable(&key, v, &["tcp", "host", "path"], |k, v| {
                     if k == "tcp" {
                         port = match v {
                             Value::Integer(p) if (1..=65535).contains(&p) => Some(p as u16),
@@ -528,20 +531,42 @@ pub fn parse_service(
                                 )))
                             }
                         };
-                    } else {
-                        // An address, not a name: PID 1 never waits on DNS.
-                        host = r.string("ready.host", v)?;
-                        if host.parse::<std::net::IpAddr>().is_err() {
+                    } else if k == "path" {
+                        let p = r.string("ready.path", v)?;
+                        if !p.starts_with('/') {
                             return Err(
-                                r.err(format!("ready.host must be an IP address, got \"{host}\""))
+                                r.err(format!("ready.path must be an absolute path, got \"{p}\""))
                             );
                         }
+                        path = Some(p);
+                    } else {
+                        // An address, not a name: PID 1 never waits on DNS.
+                        let h = r.string("ready.host", v)?;
+                        if h.parse::<std::net::IpAddr>().is_err() {
+                            return Err(
+                                r.err(format!("ready.host must be an IP address, got \"{h}\""))
+                            );
+                        }
+                        host = Some(h);
                     }
                     Ok(())
                 })?;
-                let port = port
-                    .ok_or_else(|| r.err("ready needs tcp = PORT (e.g. ready = { tcp = 80 })"))?;
-                spec.readiness = Readiness::Tcp { host, port };
+                spec.readiness = match (port, path) {
+                    (Some(port), None) => Readiness::Tcp {
+                        host: host.unwrap_or_else(|| "127.0.0.1".into()),
+                        port,
+                    },
+                    (None, Some(path)) if host.is_none() => Readiness::Path { path },
+                    (None, Some(_)) => return Err(r.err("ready.host goes with tcp, not path")),
+                    (Some(_), Some(_)) => {
+                        return Err(r.err("ready takes tcp = PORT or path = FILE, not both"))
+                    }
+                    (None, None) => {
+                        return Err(r.err(
+                            "ready needs tcp = PORT or path = FILE (e.g. ready = { tcp = 80 })",
+                        ))
+                    }
+                };
             }
             "ready_timeout" => spec.ready_timeout = r.seconds(&key, v)?,
             // Callbacks stay Lua functions; the init takes them from the
@@ -607,7 +632,7 @@ pub fn parse_service(
         }
     }
     if body.contains_key("notify").unwrap_or(false) && body.contains_key("ready").unwrap_or(false) {
-        return Err(r.err("give either notify = true or ready = { tcp = ... }, not both"));
+        return Err(r.err("give either notify = true or ready = { ... }, not both"));
     }
     if spec.exec.is_empty() {
         return Err(r.err("exec is required: the program and its arguments, e.g. exec = { \"/bin/daemon\", \"-f\" }"));

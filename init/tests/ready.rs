@@ -1,4 +1,5 @@
-//! Readiness (sd_notify with systemd's own client, TCP probes, timeouts),
+//! Readiness (sd_notify with systemd's own client, TCP and path probes,
+//! timeouts),
 //! with moonlit as PID 1 of fresh namespaces (root).
 
 mod common;
@@ -70,6 +71,18 @@ fn dependents_wait_for_sd_notify_ready_from_systemd_notify() {
 
 #[test]
 fn tcp_readiness_and_a_service_that_never_gets_ready() {
+    // The path service's flag file, fresh for this run.
+    let flag_dir = std::env::temp_dir().join(format!("moonlit-ready-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&flag_dir);
+    let flag = flag_dir.join("sock.ready");
+    let sock = format!(
+        r#"service "sock" {{
+             ready = {{ path = "{f}" }},
+             exec = {{ "/bin/sh", "-c", "mkdir -p {d}; sleep 0.6; echo made the file; : > {f}; exec sleep 1000" }},
+           }}"#,
+        f = flag.display(),
+        d = flag_dir.display()
+    );
     let sb = Sandbox::start(
         "tcpready",
         &[
@@ -84,6 +97,11 @@ fn tcp_readiness_and_a_service_that_never_gets_ready() {
             (
                 "services/web.lua",
                 r#"service "web" { after = { "srv" }, exec = { "/bin/sh", "-c", "echo web up; exec sleep 1000" } }"#,
+            ),
+            ("services/sock.lua", sock.as_str()),
+            (
+                "services/user.lua",
+                r#"service "user" { requires = { "sock" }, exec = { "/bin/sh", "-c", "echo user up; exec sleep 1000" } }"#,
             ),
             (
                 "services/mute.lua",
@@ -101,6 +119,17 @@ fn tcp_readiness_and_a_service_that_never_gets_ready() {
         pos(&c, "moonlit: srv: ready") < pos(&c, "web: web up"),
         "{c}"
     );
+    sb.wait_line("user: user up", 15);
+    let c = sb.console();
+    assert!(
+        pos(&c, "sock: made the file") < pos(&c, "moonlit: sock: ready"),
+        "{c}"
+    );
+    assert!(
+        pos(&c, "moonlit: sock: ready") < pos(&c, "user: user up"),
+        "user started before sock's file existed:\n{c}"
+    );
+    let _ = std::fs::remove_dir_all(&flag_dir);
     // Never ready: killed at the deadline, a failed start, restarted per policy.
     sb.wait_line("mute: not ready within 0.5 s, killing it", 10);
     sb.wait_status("mute restarted", 10, |s| {
@@ -127,4 +156,24 @@ fn tcp_readiness_and_a_service_that_never_gets_ready() {
     let out = sb.ctl(&["--json", "reload"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("ready.host must be an IP address"));
+    for (decl, msg) in [
+        (
+            "ready = { path = \"run/x\" }",
+            "ready.path must be an absolute path",
+        ),
+        ("ready = { path = \"/x\", tcp = 80 }", "not both"),
+        ("ready = { }", "ready needs tcp = PORT or path = FILE"),
+    ] {
+        sb.write(
+            "services/bad.lua",
+            &format!("service \"b\" {{ exec = {{ \"/bin/true\" }}, {decl} }}\n"),
+        );
+        let out = sb.ctl(&["--json", "reload"]);
+        assert_eq!(out.status.code(), Some(1), "{decl}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains(msg),
+            "{decl}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
 }

@@ -103,7 +103,7 @@ function moonlit.switch_root(root, init) end
 ---@field log_buffer? integer bytes kept for `ctl logs`
 ---@field console? boolean echo output on the console (default true)
 ---@field notify? boolean ready when it sends READY=1 on $NOTIFY_SOCKET (sd_notify)
----@field ready? {tcp: integer, host?: string} ready when a TCP connect succeeds
+---@field ready? {tcp?: integer, host?: string, path?: string} ready when a TCP connect succeeds (tcp, host) or when path exists
 ---@field ready_timeout? number seconds to get ready, else killed (default 30)
 ---@field on_start? fun(name: string, pid: integer) runs as a task after each start
 ---@field on_exit? fun(name: string, code: integer) runs as a task after each end

@@ -153,23 +153,34 @@ impl Init {
         }
     }
 
-    /// TCP probes of services waiting to be ready; when the next is due.
+    /// TCP and path probes of services waiting to be ready; when the next
+    /// is due.
     pub(crate) fn probe_ready(&mut self) {
         let now = now_ms();
         let waiting = self.sup.not_ready();
-        let tcp: Vec<(String, String, u16)> = waiting
-            .into_iter()
-            .filter_map(|(n, r)| match r {
-                Readiness::Tcp { host, port } => Some((n, host, port)),
-                _ => None,
-            })
-            .collect();
-        if tcp.is_empty() {
+        let mut tcp: Vec<(String, String, u16)> = Vec::new();
+        let mut paths: Vec<(String, String)> = Vec::new();
+        for (n, r) in waiting {
+            match r {
+                Readiness::Tcp { host, port } => tcp.push((n, host, port)),
+                Readiness::Path { path } => paths.push((n, path)),
+                _ => {}
+            }
+        }
+        if tcp.is_empty() && paths.is_empty() {
             self.readiness.next_probe = None;
             return;
         }
         if self.readiness.next_probe.is_some_and(|t| t > now) {
             return;
+        }
+        // A path probe is one stat(2): a dangling symlink does not count.
+        for (name, path) in paths {
+            if rustix::fs::stat(path.as_str()).is_ok() {
+                if let Some(a) = self.sup.mark_ready(&name) {
+                    self.perform(vec![a]);
+                }
+            }
         }
         let waiting: Vec<String> = tcp.iter().map(|(n, _, _)| n.clone()).collect();
         self.readiness.probes.retain(|n, _| waiting.contains(n));

@@ -22,7 +22,25 @@ use crate::mode::Mode;
 use crate::supervisor::{Service, Supervisor};
 
 /// The handover format this binary writes, and the newest it reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The format a handover of this state needs: the lowest that can express it,
+/// so that a re-exec to an older binary works as long as nothing newer is in
+/// use. Format 2 added `ready = { path = ... }` (a variant format-1 readers
+/// cannot parse).
+pub(crate) fn needed_format(sup: &crate::supervisor::Supervisor) -> u32 {
+    use moonlit_config::plan::Readiness;
+    let v2 = |r: &Readiness| matches!(r, Readiness::Path { .. });
+    let uses_v2 = sup
+        .services
+        .values()
+        .any(|s| v2(&s.spec.readiness) || s.pending.as_ref().is_some_and(|p| v2(&p.readiness)));
+    if uses_v2 {
+        2
+    } else {
+        1
+    }
+}
 
 /// How long the pre-flight may take.
 const PREFLIGHT_MS: u64 = 5000;
@@ -71,6 +89,8 @@ pub struct Handover {
 
 pub(crate) struct PendingReexec {
     pid: u32,
+    /// The state format the new binary was asked about.
+    format: u32,
     client: u64,
     binary: String,
     deadline: u64,
@@ -183,19 +203,21 @@ impl Init {
         }
         let output = rustix::fs::memfd_create("moonlit-preflight", rustix::fs::MemfdFlags::CLOEXEC)
             .map_err(|e| format!("memfd: {e}"))?;
+        let format = needed_format(&self.sup);
         let mut s = SpawnSpec::new(vec![
             binary.clone(),
             "--handover-check".into(),
-            FORMAT_VERSION.to_string(),
+            format.to_string(),
         ]);
         s.stdout = StdioSpec::Fd(output.try_clone().map_err(|e| e.to_string())?);
         s.stderr = StdioSpec::Fd(output.try_clone().map_err(|e| e.to_string())?);
         let pid = spawn::spawn(s).map_err(|e| format!("pre-flight of {binary}: {e}"))?;
         self.log(&format!(
-            "re-exec: pre-flight {binary} --handover-check {FORMAT_VERSION} (pid {pid})"
+            "re-exec: pre-flight {binary} --handover-check {format} (pid {pid})"
         ));
         self.reexec = Some(PendingReexec {
             pid,
+            format,
             client,
             binary,
             deadline: now_ms() + PREFLIGHT_MS,
@@ -226,7 +248,7 @@ impl Init {
         let Some(p) = self.reexec.take() else { return };
         match code {
             Some(0) => {
-                let err = self.exec_new_image(p.client, &p.binary);
+                let err = self.exec_new_image(p.client, &p.binary, p.format);
                 self.reexec_failed(p.client, err);
             }
             Some(c) => {
@@ -261,7 +283,13 @@ impl Init {
 
     /// Serialises the state, keeps exactly the fds to keep, execs. Returns
     /// only on failure, with everything as it was.
-    fn exec_new_image(&mut self, client: u64, binary: &str) -> String {
+    fn exec_new_image(&mut self, client: u64, binary: &str, checked: u32) -> String {
+        let format = needed_format(&self.sup);
+        if format > checked {
+            return format!(
+                "the configuration changed during the pre-flight and now needs state format {format}; {binary} was only asked about {checked}: try again"
+            );
+        }
         let ids: Vec<u32> = self.logs.keys().copied().collect();
         for id in ids {
             self.on_log(id);
@@ -290,7 +318,7 @@ impl Init {
         keep.extend(control_fd);
         keep.extend(reply_fd);
         let h = Handover {
-            format: FORMAT_VERSION,
+            format,
             from_version: env!("CARGO_PKG_VERSION").into(),
             mode: self.opts.mode.name().into(),
             config_dir: self.opts.config_dir.display().to_string(),
@@ -332,7 +360,7 @@ impl Init {
         // Exactly these survive the exec; everything else is close-on-exec.
         let previous = crate::sys::set_cloexec_except(&keep);
         self.log(&format!(
-            "re-executing {binary} (state format {FORMAT_VERSION}, {} bytes, {} services)",
+            "re-executing {binary} (state format {format}, {} bytes, {} services)",
             doc.len(),
             self.sup.services.len()
         ));
@@ -504,6 +532,32 @@ mod tests {
     }
 
     #[test]
+    fn the_format_written_is_the_lowest_that_can_hold_the_state() {
+        let h = read_handover(memfd_with(OLDEST_V1)).expect("readable");
+        let mut sup = crate::supervisor::Supervisor::default();
+        for s in h.services {
+            sup.services.insert(s.spec.name.clone(), s);
+        }
+        assert_eq!(needed_format(&sup), 1, "nothing of format 2 in use");
+        let web = sup.services.get_mut("web").expect("web");
+        let mut next = web.spec.clone();
+        next.readiness = moonlit_config::plan::Readiness::Path {
+            path: "/run/w".into(),
+        };
+        web.pending = Some(next);
+        assert_eq!(
+            needed_format(&sup),
+            2,
+            "a deferred spec with path readiness"
+        );
+        let text = serde_json::to_string(&sup.services["web"]).expect("json");
+        assert!(
+            text.contains(r#""readiness":{"path":{"path":"/run/w"}}"#),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn a_newer_binary_reads_the_oldest_format() {
         let h = read_handover(memfd_with(OLDEST_V1)).expect("format 1 is readable");
         assert_eq!(h.format, 1);
@@ -535,10 +589,14 @@ mod tests {
 
     #[test]
     fn a_newer_format_or_garbage_is_refused_with_a_reason() {
-        let newer = OLDEST_V1.replacen("\"format\": 1", "\"format\": 2", 1);
+        let next = FORMAT_VERSION + 1;
+        let newer = OLDEST_V1.replacen("\"format\": 1", &format!("\"format\": {next}"), 1);
         assert_ne!(newer, OLDEST_V1);
         let e = read_handover(memfd_with(&newer)).err().expect("refused");
-        assert!(e.contains("format 2 is newer"), "{e}");
+        assert!(e.contains(&format!("format {next} is newer")), "{e}");
+        assert_eq!(handover_check(Some(&next.to_string())), 1);
+        assert_eq!(handover_check(Some("1")), 0);
+        assert_eq!(handover_check(Some(&FORMAT_VERSION.to_string())), 0);
         let e = read_handover(memfd_with("{\"format\": 1"))
             .err()
             .expect("refused");

@@ -291,6 +291,19 @@ emulated, so both figures are several times what a KVM guest or real hardware wo
 show: compare the rows, not the absolute numbers. The 2 cores were shared with other \
 builds during the run; the spread of the runs shows that noise.\n\n\
 Verdict: {verdict}\n\n\
+Why (from `bench/images/tcg-profile.sh`, run of 2026-11-21 on the same machine): \
+under TCG the cost of code is mostly the cost of translating it the first time it \
+runs, not of running it. `moonlit check` on this configuration (Lua runtime plus the \
+two modules: the \"lua runtime\" and \"modules\" steps) takes 2.0 ms natively and \
+49.4 ms under qemu's user-mode TCG (12.4 ms of which is qemu starting `moonlit \
+--version`); TCG translated 6,438 guest code blocks for it, and perf puts 75% of \
+qemu's samples in qemu itself (its translator: tcg_gen_code, tcg_optimize...) and \
+under 3% in the translated code. A boot's time under TCG therefore follows how much \
+distinct code runs once (moonlit: the Lua runtime, parser and the configuration \
+code; busybox init: a small loop plus the busybox applets it runs over and over, \
+whose translations are reused), which is not what a KVM guest or real hardware \
+pays. Natively, as PID 1 of a sandbox (`moonlit run --sandbox \
+bench/images/moonlit-config`), the same boot completes in 2-5 ms.\n\n\
 systemd on a minimal Debian root is measured by a separate script, \
 `bench/images/systemd.sh --write-doc` (it builds the root with debootstrap from \
 Debian's packages, about a minute a run once cached): see its section below.\n\n\

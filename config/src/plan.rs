@@ -78,6 +78,9 @@ pub struct ServiceSpec {
     pub user: Option<String>,
     pub group: Option<String>,
     pub umask: Option<u32>,
+    /// Resource limits (setrlimit), by name without RLIMIT_ ("nofile").
+    #[serde(default)]
+    pub limits: BTreeMap<String, Limit>,
     pub restart: RestartPolicy,
     pub stop_signal: i32,
     pub stop_timeout: Duration,
@@ -103,6 +106,123 @@ pub struct ServiceSpec {
     pub ready_timeout: Duration,
 }
 
+/// One resource limit: `None` keeps what the process inherits; `u64::MAX` is
+/// "unlimited" (RLIM_INFINITY).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limit {
+    pub soft: Option<u64>,
+    pub hard: Option<u64>,
+}
+
+/// The limit names a service may set (setrlimit(2)'s RLIMIT_* without the
+/// prefix, lower case).
+pub const LIMIT_NAMES: &[&str] = &[
+    "as",
+    "core",
+    "cpu",
+    "data",
+    "fsize",
+    "locks",
+    "memlock",
+    "msgqueue",
+    "nice",
+    "nofile",
+    "nproc",
+    "rss",
+    "rtprio",
+    "rttime",
+    "sigpending",
+    "stack",
+];
+
+/// Reads a `limits = { nofile = 65536, core = 0, nproc = { soft = 50, hard = 100 },
+/// stack = "unlimited" }` table (services and `spawn{}`).
+pub fn parse_limits(v: Value) -> Result<BTreeMap<String, Limit>, String> {
+    let Value::Table(t) = v else {
+        return Err(format!(
+            "limits must be a table like {{ nofile = 65536 }}, got {}",
+            v.type_name()
+        ));
+    };
+    let mut out = BTreeMap::new();
+    for pair in t.pairs::<Value, Value>() {
+        let (k, val) = pair.map_err(|e| format!("limits: {e}"))?;
+        let name = match k {
+            Value::String(s) => s.to_string_lossy().to_ascii_lowercase(),
+            other => {
+                return Err(format!(
+                    "limits: unexpected key of type {}",
+                    other.type_name()
+                ))
+            }
+        };
+        let name = name.strip_prefix("rlimit_").unwrap_or(&name).to_string();
+        if !LIMIT_NAMES.contains(&name.as_str()) {
+            let hint = suggest(&name, LIMIT_NAMES)
+                .map(|s| format!(" (did you mean '{s}'?)"))
+                .unwrap_or_default();
+            return Err(format!(
+                "limits: unknown limit '{name}'{hint}; known: {}",
+                LIMIT_NAMES.join(", ")
+            ));
+        }
+        let one = |what: &str, v: Value| -> Result<u64, String> {
+            match v {
+                Value::Integer(n) if n >= 0 => Ok(n as u64),
+                Value::String(s)
+                    if matches!(s.to_string_lossy().as_str(), "unlimited" | "infinity") =>
+                {
+                    Ok(u64::MAX)
+                }
+                other => Err(format!(
+                    "limits.{name}{what} must be a non-negative integer or \"unlimited\", got {other:?}"
+                )),
+            }
+        };
+        let lim = match val {
+            Value::Table(st) => {
+                let mut l = Limit {
+                    soft: None,
+                    hard: None,
+                };
+                for p in st.pairs::<Value, Value>() {
+                    let (sk, sv) = p.map_err(|e| format!("limits.{name}: {e}"))?;
+                    match sk {
+                        Value::String(s) if s.to_string_lossy() == "soft" => {
+                            l.soft = Some(one(".soft", sv)?)
+                        }
+                        Value::String(s) if s.to_string_lossy() == "hard" => {
+                            l.hard = Some(one(".hard", sv)?)
+                        }
+                        other => {
+                            return Err(format!(
+                                "limits.{name}: unknown key {other:?} (soft, hard)"
+                            ))
+                        }
+                    }
+                }
+                l
+            }
+            other => {
+                let n = one("", other)?;
+                Limit {
+                    soft: Some(n),
+                    hard: Some(n),
+                }
+            }
+        };
+        if let (Some(a), Some(b)) = (lim.soft, lim.hard) {
+            if a > b {
+                return Err(format!(
+                    "limits.{name}: soft limit {a} is above the hard limit {b}"
+                ));
+            }
+        }
+        out.insert(name, lim);
+    }
+    Ok(out)
+}
+
 fn default_ready_timeout() -> Duration {
     Duration::from_secs(30)
 }
@@ -116,6 +236,7 @@ impl ServiceSpec {
             || self.user != other.user
             || self.group != other.group
             || self.umask != other.umask
+            || self.limits != other.limits
             || self.oneshot != other.oneshot
     }
 
@@ -140,6 +261,7 @@ const SERVICE_KEYS: &[&str] = &[
     "user",
     "group",
     "umask",
+    "limits",
     "restart",
     "stop_signal",
     "stop_timeout",
@@ -371,6 +493,7 @@ pub fn parse_service(
         user: None,
         group: None,
         umask: None,
+        limits: BTreeMap::new(),
         restart: RestartPolicy::Always,
         stop_signal: 15,
         stop_timeout: Duration::from_secs(10),
@@ -445,6 +568,7 @@ pub fn parse_service(
                     }
                 })
             }
+            "limits" => spec.limits = parse_limits(v).map_err(|m| r.err(m))?,
             "restart" => {
                 restart_given = true;
                 spec.restart = match r.string(&key, v)?.as_str() {

@@ -324,12 +324,13 @@ fn spec_from_lua(t: &Table, capture: &mut Option<OwnedFd>) -> Result<SpawnSpec, 
                     other => return Err(format!("umask must be a number or octal string, got {}", other.type_name())),
                 })
             }
+            "limits" => spec.rlimits = spawn::rlimits_of(&crate::plan::parse_limits(v)?),
             "stdin" => spec.stdin = stdio_from_lua(v, "stdin", capture)?,
             "stdout" => spec.stdout = stdio_from_lua(v, "stdout", capture)?,
             "stderr" => spec.stderr = stdio_from_lua(v, "stderr", capture)?,
             other => {
                 return Err(format!(
-                    "unknown key '{other}' (expected env, cwd, user, group, setsid, umask, stdin, stdout, stderr)"
+                    "unknown key '{other}' (expected env, cwd, user, group, setsid, umask, limits, stdin, stdout, stderr)"
                 ))
             }
         }

@@ -67,6 +67,45 @@ pub struct Rlimit {
     pub hard: Option<u64>,
 }
 
+/// The resource of a limit name of the service schema ("nofile").
+pub fn resource_of(name: &str) -> Option<rustix::process::Resource> {
+    use rustix::process::Resource as R;
+    Some(match name {
+        "as" => R::As,
+        "core" => R::Core,
+        "cpu" => R::Cpu,
+        "data" => R::Data,
+        "fsize" => R::Fsize,
+        "locks" => R::Locks,
+        "memlock" => R::Memlock,
+        "msgqueue" => R::Msgqueue,
+        "nice" => R::Nice,
+        "nofile" => R::Nofile,
+        "nproc" => R::Nproc,
+        "rss" => R::Rss,
+        "rtprio" => R::Rtprio,
+        "rttime" => R::Rttime,
+        "sigpending" => R::Sigpending,
+        "stack" => R::Stack,
+        _ => return None,
+    })
+}
+
+/// The limits of the service schema ([`crate::plan::parse_limits`]) as
+/// setrlimit calls, in name order.
+pub fn rlimits_of(limits: &BTreeMap<String, crate::plan::Limit>) -> Vec<Rlimit> {
+    limits
+        .iter()
+        .filter_map(|(n, l)| {
+            resource_of(n).map(|resource| Rlimit {
+                resource,
+                soft: l.soft,
+                hard: l.hard,
+            })
+        })
+        .collect()
+}
+
 /// Everything needed to start one process.
 #[derive(Debug)]
 pub struct SpawnSpec {
@@ -324,6 +363,7 @@ const STAGE_EXEC: i32 = 0;
 const STAGE_STDIO: i32 = 1;
 const STAGE_CWD: i32 = 2;
 const STAGE_SETUP: i32 = 3;
+const STAGE_LIMIT: i32 = 4;
 
 /// Starts a child per `spec` and returns its pid. Never waits for it (except
 /// to reap a child that failed before exec, whose error is returned).
@@ -441,6 +481,18 @@ pub fn spawn(spec: SpawnSpec) -> Result<u32, SpawnError> {
     let ctty = spec.ctty;
     let umask = spec.umask;
     let rlimits = spec.rlimits;
+    // For the error message only: the limits as the user wrote them.
+    let rlimits_desc: Vec<String> = rlimits
+        .iter()
+        .map(|r| {
+            let v = |x: Option<u64>| match x {
+                None => "unchanged".to_string(),
+                Some(u64::MAX) => "unlimited".to_string(),
+                Some(n) => n.to_string(),
+            };
+            format!("{:?} (soft {}, hard {})", r.resource, v(r.soft), v(r.hard))
+        })
+        .collect();
     let groups: Vec<rustix::process::Gid> = ids
         .as_ref()
         .map(|(_, _, g)| {
@@ -459,6 +511,7 @@ pub fn spawn(spec: SpawnSpec) -> Result<u32, SpawnError> {
     // clone returns (CLONE_VFORK: the child has exec'd or exited by then).
     let fail_errno = AtomicI32::new(0);
     let fail_stage = AtomicI32::new(STAGE_EXEC);
+    let fail_index = AtomicI32::new(0);
 
     let child = || -> isize {
         let fail = |stage: i32, errno: i32| -> isize {
@@ -512,14 +565,15 @@ pub fn spawn(spec: SpawnSpec) -> Result<u32, SpawnError> {
             if let Some(m) = umask {
                 rustix::process::umask(rustix::fs::Mode::from_raw_mode(m));
             }
-            for r in &rlimits {
+            for (i, r) in rlimits.iter().enumerate() {
                 let cur = rustix::process::getrlimit(r.resource);
                 let lim = rustix::process::Rlimit {
                     current: r.soft.or(cur.current),
                     maximum: r.hard.or(cur.maximum),
                 };
                 if let Err(e) = rustix::process::setrlimit(r.resource, lim) {
-                    return fail(STAGE_SETUP, e.raw_os_error());
+                    fail_index.store(i as i32, Ordering::Relaxed);
+                    return fail(STAGE_LIMIT, e.raw_os_error());
                 }
             }
             if !use_close_range || !cloexec_from(3) {
@@ -627,6 +681,19 @@ pub fn spawn(spec: SpawnSpec) -> Result<u32, SpawnError> {
                     ),
                 ),
             },
+            STAGE_LIMIT => {
+                let which = rlimits_desc
+                    .get(fail_index.load(Ordering::Relaxed) as usize)
+                    .cloned()
+                    .unwrap_or_default();
+                SpawnError::Exec {
+                    argv0,
+                    source: std::io::Error::new(
+                        source.kind(),
+                        format!("setting the resource limit {which}: {source}"),
+                    ),
+                }
+            }
             STAGE_SETUP => SpawnError::Exec {
                 argv0,
                 source: std::io::Error::new(

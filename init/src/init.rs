@@ -967,6 +967,7 @@ impl Init {
         s.user = spec.user.clone();
         s.group = spec.group.clone();
         s.umask = spec.umask;
+        s.rlimits = spawn::rlimits_of(&spec.limits);
         s.stdout = StdioSpec::Fd(out);
         s.stderr = StdioSpec::Fd(err);
         if spec.readiness == moonlit_config::plan::Readiness::Notify {

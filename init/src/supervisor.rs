@@ -802,6 +802,7 @@ mod tests {
             user: None,
             group: None,
             umask: None,
+            limits: Default::default(),
             restart: RestartPolicy::Always,
             stop_signal: 15,
             stop_timeout: Duration::from_secs(2),

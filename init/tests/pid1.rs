@@ -510,6 +510,9 @@ print("G wait_path", wait_path("@DIR@/flag", 5))
 print("H wait_path timeout", wait_path("@DIR@/never", 0.1))
 print("I bad args", pcall(function() sleep("x") end))
 print("J spawn missing", spawn{ "/nonexistent/prog" })
+local l = spawn{ "/bin/sh", "-c", "echo $(ulimit -Sn)/$(ulimit -Hn)", limits = { nofile = { soft = 77, hard = 88 } }, stdout = "capture" }
+print("K limits", (select(2, l:wait()):gsub("\n", "")))
+print("L bad limit", pcall(spawn, { "/bin/true", limits = { nofile = "lots" } }))
 sleep(1.5)
 print("Z done")
 "#,
@@ -533,6 +536,8 @@ print("Z done")
     has("lua: H wait_path timeout\tnil\twait_path: timed out waiting for");
     has("lua: I bad args\tfalse\tinit.lua:21: sleep: argument #1 must be a non-negative number of seconds, got string");
     has("lua: J spawn missing\tnil\tcannot start /nonexistent/prog");
+    has("lua: K limits\t77/88");
+    has("lua: L bad limit\tfalse\tspawn: limits.nofile must be a non-negative integer or \"unlimited\"");
 }
 
 #[test]
@@ -642,6 +647,36 @@ fn services_run_as_their_user_in_their_directory_with_their_env() {
     assert!(
         line.contains("path=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
         "{line}"
+    );
+    // Resource limits, as the service itself sees them.
+    sb.write(
+        "services/lim.lua",
+        r#"service "lim" {
+             oneshot = true,
+             limits = { nofile = 200, core = 0, nproc = { soft = 50, hard = 100 }, stack = "unlimited" },
+             exec = { "/bin/sh", "-c", "grep -E '^Max (open files|core file size|processes|stack size)' /proc/self/limits | tr -s ' '" },
+           }"#,
+    );
+    assert_eq!(sb.ctl(&["reload"]).status.code(), Some(0));
+    sb.wait_line("lim: Max stack size", 10);
+    let c = sb.console();
+    for want in [
+        "lim: Max open files 200 200 files",
+        "lim: Max core file size 0 0 bytes",
+        "lim: Max processes 50 100 processes",
+        "lim: Max stack size unlimited unlimited bytes",
+    ] {
+        assert!(c.contains(want), "{want:?} missing:\n{c}");
+    }
+    // A soft limit above the hard one it inherits fails the start, named.
+    sb.write(
+        "services/lim2.lua",
+        r#"service "lim2" { restart = "never", limits = { nofile = { soft = 1048577 } }, exec = { "/bin/true" } }"#,
+    );
+    assert_eq!(sb.ctl(&["reload"]).status.code(), Some(0));
+    sb.wait_line(
+        "setting the resource limit Nofile (soft 1048577, hard unchanged)",
+        10,
     );
     // An unknown user is a start failure, reported, not a crash.
     sb.write(

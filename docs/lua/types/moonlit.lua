@@ -29,6 +29,12 @@ function Process:wait() end
 ---@return string? err
 function Process:kill(sig) end
 
+---Resource limits by setrlimit(2) name without RLIMIT_ (as, core, cpu, data,
+---fsize, locks, memlock, msgqueue, nice, nofile, nproc, rss, rtprio, rttime,
+---sigpending, stack): a number (soft = hard), "unlimited", or {soft=, hard=}
+---(an absent one is inherited).
+---@alias moonlit.Limits table<string, integer|"unlimited"|{soft?: integer|"unlimited", hard?: integer|"unlimited"}>
+
 ---@class moonlit.SpawnSpec
 ---@field [integer] string argv
 ---@field env? table<string, string>
@@ -37,6 +43,7 @@ function Process:kill(sig) end
 ---@field group? string
 ---@field setsid? boolean default true
 ---@field umask? string|integer
+---@field limits? moonlit.Limits
 ---@field stdin? "null"|"inherit"|string|integer
 ---@field stdout? "null"|"inherit"|"capture"|string|integer
 ---@field stderr? "null"|"inherit"|"capture"|string|integer
@@ -87,6 +94,7 @@ function moonlit.switch_root(root, init) end
 ---@field user? string
 ---@field group? string
 ---@field umask? string
+---@field limits? moonlit.Limits resource limits (setrlimit); changing them restarts the service
 ---@field restart? "always"|"on-failure"|"never" default "always" ("never" for oneshot)
 ---@field stop_signal? string default "TERM"
 ---@field stop_timeout? number seconds, default 10, then KILL

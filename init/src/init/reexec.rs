@@ -27,14 +27,15 @@ pub const FORMAT_VERSION: u32 = 2;
 /// The format a handover of this state needs: the lowest that can express it,
 /// so that a re-exec to an older binary works as long as nothing newer is in
 /// use. Format 2 added `ready = { path = ... }` (a variant format-1 readers
-/// cannot parse).
+/// cannot parse) and `limits` (a field they would drop).
 pub(crate) fn needed_format(sup: &crate::supervisor::Supervisor) -> u32 {
-    use moonlit_config::plan::Readiness;
-    let v2 = |r: &Readiness| matches!(r, Readiness::Path { .. });
+    use moonlit_config::plan::{Readiness, ServiceSpec};
+    let v2 =
+        |s: &ServiceSpec| matches!(s.readiness, Readiness::Path { .. }) || !s.limits.is_empty();
     let uses_v2 = sup
         .services
         .values()
-        .any(|s| v2(&s.spec.readiness) || s.pending.as_ref().is_some_and(|p| v2(&p.readiness)));
+        .any(|s| v2(&s.spec) || s.pending.as_ref().is_some_and(v2));
     if uses_v2 {
         2
     } else {
@@ -555,6 +556,16 @@ mod tests {
             text.contains(r#""readiness":{"path":{"path":"/run/w"}}"#),
             "{text}"
         );
+        let web = sup.services.get_mut("web").expect("web");
+        web.pending = None;
+        web.spec.limits.insert(
+            "nofile".into(),
+            moonlit_config::plan::Limit {
+                soft: Some(10),
+                hard: None,
+            },
+        );
+        assert_eq!(needed_format(&sup), 2, "resource limits");
     }
 
     #[test]

@@ -584,6 +584,43 @@ fn check_and_types_commands() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The examples of docs/configuration.md are a valid configuration.
+#[test]
+fn the_configuration_guide_examples_pass_check() {
+    let guide = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/configuration.md"),
+    )
+    .expect("docs/configuration.md");
+    let blocks: Vec<&str> = guide
+        .split("```lua\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap_or(""))
+        .collect();
+    assert_eq!(blocks.len(), 3, "init.lua, services and state examples");
+    let dir = common::scratch("guide");
+    std::fs::create_dir_all(dir.join("services")).expect("mkdir");
+    std::fs::write(dir.join("init.lua"), blocks[0]).expect("write");
+    std::fs::write(dir.join("services/app.lua"), blocks[1]).expect("write");
+    std::fs::write(dir.join("services/state.lua"), blocks[2]).expect("write");
+    let out = std::process::Command::new(common::BIN)
+        .arg("check")
+        .arg(&dir)
+        .output()
+        .expect("check");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("3 services (db migrate web), 0 errors"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn logs_follow_streams_new_lines_and_a_departed_follower_is_harmless() {
     use std::io::BufRead;

@@ -11,7 +11,7 @@ pkgs=(
   cpio e2fsprogs
   qemu-system-x86
   linux-image-amd64
-  runc
+  runc umoci skopeo buildah
   tini runit
   curl
   systemd

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use crate::{Error, Result};
 
 /// The hint printed for anything missing.
-pub const SETUP_HINT: &str = "run images/setup.sh (apt-get install linux-image-amd64 qemu-system-x86 busybox-static cpio e2fsprogs runc curl)";
+pub const SETUP_HINT: &str = "run images/setup.sh (apt-get install linux-image-amd64 qemu-system-x86 busybox-static cpio e2fsprogs runc curl umoci skopeo buildah)";
 
 /// Finds a program on PATH or in the sbin directories (root's tools live
 /// there and PATH may lack them).

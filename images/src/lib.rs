@@ -6,7 +6,9 @@
 //! - [`cpio`]: the initramfs format (newc), written without root;
 //! - [`kmod`]: which module files a configuration needs (modules.dep closure);
 //! - [`disk`]: an ext4 root filesystem image made by `mkfs.ext4 -d` (no loop mounts);
-//! - [`oci`]: a runc bundle (rootfs + config.json) with moonlit as PID 1;
+//! - [`oci`]: an OCI image layout (or one-file oci-archive) and a runc bundle
+//!   (rootfs + config.json) with moonlit as PID 1;
+//! - [`tar`], [`sha256`]: the layer archive and the blob digests of a layout;
 //! - [`qemu`]: the VM runner (TCG, serial console captured, user network with
 //!   a forwarded port, console markers, hard timeout);
 //! - [`host`]: finding the tools and the Debian kernel on the host.
@@ -21,6 +23,8 @@ pub mod kmod;
 pub mod oci;
 pub mod qemu;
 pub mod rootfs;
+pub mod sha256;
+pub mod tar;
 
 use std::path::PathBuf;
 

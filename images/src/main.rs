@@ -4,6 +4,7 @@
 //! moonlit-images initramfs --moonlit BIN --config DIR -o OUT.cpio [options]
 //! moonlit-images disk      --moonlit BIN --config DIR -o OUT.img  [options]
 //! moonlit-images oci       --moonlit BIN --config DIR -o BUNDLE   [options]
+//! moonlit-images oci --layout [-o DIR] [--tar FILE] [--tag TAG] --moonlit BIN --config DIR
 //! moonlit-images boot      --initrd OUT.cpio [--disk IMG] [--forward H:G] ...
 //! ```
 
@@ -22,6 +23,15 @@ const USAGE: &str = "usage:
                             Modules named in the config's modprobe(\"...\") calls are added too
       --modules-dir DIR     module tree (default: /lib/modules/<version> of the Debian kernel)
       --size MIB            disk image size (disk; default 64)
+  moonlit-images oci --layout [-o DIR] [--tar FILE] [--tag TAG] --moonlit BIN --config DIR [options]
+      Without --layout, oci writes a runc bundle (OUT/rootfs, OUT/config.json).
+      --layout              write an OCI image layout instead: DIR/oci-layout, index.json,
+                            blobs/sha256/ (one uncompressed layer, config, manifest);
+                            use it as oci:DIR:TAG (skopeo, podman) or DIR:TAG (umoci)
+      --tar FILE            (with --layout) also/instead write the layout as one tar file,
+                            an oci-archive (podman load -i FILE, skopeo copy oci-archive:FILE ...)
+      --tag TAG             the image's tag (default latest)
+      Files get mtime $SOURCE_DATE_EPOCH (default 0): the same input gives the same digests.
   moonlit-images boot [--kernel K] [--initrd I] [--disk IMG] [--append ARGS]
       [--forward HOSTPORT:GUESTPORT]... [--console FILE] [--timeout SECS]
       [--expect MARKER]... [--quiet]
@@ -40,6 +50,9 @@ struct Args {
     modules: Vec<String>,
     modules_dir: Option<PathBuf>,
     size: Option<u64>,
+    layout: bool,
+    tar: Option<PathBuf>,
+    tag: Option<String>,
     kernel: Option<PathBuf>,
     initrd: Option<PathBuf>,
     disk: Option<PathBuf>,
@@ -88,6 +101,12 @@ fn parse(argv: &[String]) -> Result<Args> {
             "--module" => a.modules.push(need(i, arg)?),
             "--modules-dir" => a.modules_dir = Some(need(i, arg)?.into()),
             "--size" => a.size = Some(need(i, arg)?.parse().map_err(|_| bad("--size wants MiB"))?),
+            "--layout" => {
+                a.layout = true;
+                step = 1;
+            }
+            "--tar" => a.tar = Some(need(i, arg)?.into()),
+            "--tag" => a.tag = Some(need(i, arg)?),
             "--kernel" => a.kernel = Some(need(i, arg)?.into()),
             "--initrd" => a.initrd = Some(need(i, arg)?.into()),
             "--disk" => a.disk = Some(need(i, arg)?.into()),
@@ -208,10 +227,57 @@ fn cmd_disk(a: &Args) -> Result<()> {
 }
 
 fn cmd_oci(a: &Args) -> Result<()> {
+    if a.layout {
+        return cmd_oci_layout(a);
+    }
+    if a.tar.is_some() || a.tag.is_some() {
+        return Err(bad("--tar and --tag need --layout"));
+    }
     let out = a.out.clone().ok_or_else(|| bad("-o BUNDLE is required"))?;
     let c = rootfs::build(&spec(a, "sbin/init", false)?)?;
     oci::make_bundle(&c.archive, &out, &oci::BundleOptions::default())?;
     report(&c, &out);
+    Ok(())
+}
+
+fn cmd_oci_layout(a: &Args) -> Result<()> {
+    if a.out.is_none() && a.tar.is_none() {
+        return Err(bad("oci --layout needs -o DIR, --tar FILE or both"));
+    }
+    let created = match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) => v
+            .trim()
+            .parse()
+            .map_err(|_| bad(format!("SOURCE_DATE_EPOCH={v} is not a number of seconds")))?,
+        Err(_) => 0,
+    };
+    let opts = oci::LayoutOptions {
+        tag: a.tag.clone().unwrap_or_else(|| "latest".into()),
+        created,
+        ..Default::default()
+    };
+    if !oci::valid_tag(&opts.tag) {
+        return Err(bad(format!("'{}' is not a valid tag", opts.tag)));
+    }
+    let c = rootfs::build(&spec(a, "sbin/init", false)?)?;
+    let mut made = Vec::new();
+    if let Some(dir) = &a.out {
+        made.push((dir.clone(), oci::make_layout(&c.archive, dir, &opts)?));
+    }
+    if let Some(file) = &a.tar {
+        made.push((file.clone(), oci::make_layout_tar(&c.archive, file, &opts)?));
+    }
+    for (path, l) in &made {
+        report(&c, path);
+        eprintln!(
+            "{}: image {} (tag {}), layer {} bytes, layout {} bytes",
+            path.display(),
+            l.manifest.digest,
+            opts.tag,
+            l.layer.size,
+            l.size()
+        );
+    }
     Ok(())
 }
 
@@ -314,5 +380,25 @@ mod tests {
         assert!(parse(&args(&["-o"])).is_err());
         assert!(parse(&args(&["--frobnicate"])).is_err());
         assert!(parse(&args(&["--size", "big"])).is_err());
+        assert!(parse(&args(&["--tar"])).is_err());
+        assert!(parse(&args(&["--tag"])).is_err());
+    }
+
+    #[test]
+    fn layout_flags() {
+        let a = parse(&args(&[
+            "--layout", "--tar", "img.tar", "--tag", "v1", "-o", "dir",
+        ]))
+        .unwrap();
+        assert!(a.layout);
+        assert_eq!(a.tar, Some(PathBuf::from("img.tar")));
+        assert_eq!(a.tag.as_deref(), Some("v1"));
+        // Layout flags without --layout, and --layout without an output,
+        // are refused before anything is built.
+        let no_layout = parse(&args(&["--tar", "x.tar", "-o", "b"])).unwrap();
+        assert!(cmd_oci(&no_layout).is_err());
+        let no_out = parse(&args(&["--layout"])).unwrap();
+        let e = cmd_oci(&no_out).unwrap_err().to_string();
+        assert!(e.contains("needs -o DIR"), "{e}");
     }
 }

@@ -20,8 +20,8 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
+use common::runc::Container;
 use common::*;
 use moonlit_images::cpio::{Archive, Kind};
 use moonlit_images::oci::{self, Layout, LayoutOptions};
@@ -175,77 +175,6 @@ fn assert_umoci_bundle(bundle: &Path) {
     );
 }
 
-fn wait_text(path: &Path, needle: &str, timeout: Duration) -> String {
-    let until = Instant::now() + timeout;
-    loop {
-        let t = std::fs::read_to_string(path).unwrap_or_default();
-        if t.contains(needle) {
-            return t;
-        }
-        if Instant::now() >= until {
-            panic!("timed out after {timeout:?} waiting for '{needle}' in the container's output:\n{t}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// A `runc run` in the background; killed and deleted when dropped.
-struct Container {
-    runc: PathBuf,
-    state: PathBuf,
-    id: String,
-    out_path: PathBuf,
-    child: std::process::Child,
-}
-
-impl Container {
-    fn runc(&self, args: &[&str]) -> Output {
-        run(Command::new(&self.runc)
-            .arg("--root")
-            .arg(&self.state)
-            .args(args))
-    }
-
-    fn wait(&mut self, timeout: Duration) -> (std::process::ExitStatus, String) {
-        let until = Instant::now() + timeout;
-        loop {
-            if let Some(st) = self.child.try_wait().expect("wait runc") {
-                return (
-                    st,
-                    std::fs::read_to_string(&self.out_path).unwrap_or_default(),
-                );
-            }
-            if Instant::now() >= until {
-                let _ = self.runc(&["kill", &self.id, "KILL"]);
-                let _ = self.child.wait();
-                panic!(
-                    "the container did not end within {timeout:?}:\n{}",
-                    std::fs::read_to_string(&self.out_path).unwrap_or_default()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Container {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.runc(&["kill", &self.id, "KILL"]);
-            let _ = self.child.wait();
-        }
-        let _ = self.runc(&["delete", "-f", &self.id]);
-    }
-}
-
-/// The exit code in moonlit's "shutdown complete ...; exiting with code C".
-fn reported_code(t: &str) -> i32 {
-    t.lines()
-        .find_map(|l| l.split("exiting with code ").nth(1))
-        .and_then(|c| c.trim().parse::<i32>().ok())
-        .unwrap_or_else(|| panic!("moonlit did not report its exit code:\n{t}"))
-}
-
 /// Runs a bundle umoci made with runc and goes through the container
 /// test's checks. umoci writes `process.terminal: true` (for an interactive
 /// `runc run` on a tty); there is no tty here, so that one field is set to
@@ -253,7 +182,7 @@ fn reported_code(t: &str) -> i32 {
 /// else of umoci's config.json changes; its hostname `umoci-default` in
 /// moonlit's output shows that config is the one that ran.
 fn boot_umoci_bundle(bundle: &Path, name: &str) {
-    let runc = require_program("runc");
+    require_program("runc");
     let cfg_path = bundle.join("config.json");
     let mut cfg = read_json(&cfg_path);
     assert_eq!(
@@ -270,65 +199,9 @@ fn boot_umoci_bundle(bundle: &Path, name: &str) {
     );
 
     let dir = bundle.parent().expect("bundle parent");
-    let state = dir.join("runc-state");
-    let id = format!("moonlit-oci-{name}-{}", std::process::id());
-    let out_path = dir.join("output.log");
-    let out = std::fs::File::create(&out_path).expect("output file");
-    let err = out.try_clone().expect("dup");
-    let child = Command::new(&runc)
-        .arg("--root")
-        .arg(&state)
-        .args(["run", "--bundle"])
-        .arg(bundle)
-        .arg(&id)
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .spawn()
-        .expect("start runc");
-    let mut c = Container {
-        runc,
-        state,
-        id,
-        out_path: out_path.clone(),
-        child,
-    };
-
-    let t = wait_text(&out_path, "moonlit: READY", Duration::from_secs(60));
-    assert!(
-        t.contains(&format!("container: boot script ran, hostname {hostname}")),
-        "the boot script did not run under umoci's config (hostname {hostname}):\n{t}"
-    );
-    wait_text(&out_path, "second: up", Duration::from_secs(30));
-    wait_text(&out_path, "first: up", Duration::from_secs(30));
-    let ps = c.runc(&["exec", &c.id, "/bin/cat", "/proc/1/cmdline"]);
-    assert!(
-        String::from_utf8_lossy(&ps.stdout).starts_with("/sbin/init"),
-        "PID 1 is not moonlit: {ps:?}"
-    );
-
-    let k = c.runc(&["kill", &c.id, "TERM"]);
-    assert!(k.status.success(), "runc kill TERM failed: {k:?}");
-    let (status, t) = c.wait(Duration::from_secs(60));
-    assert!(t.contains("received SIGTERM"), "{t}");
-    let second = t
-        .find("second: got TERM")
-        .unwrap_or_else(|| panic!("second was not stopped with TERM:\n{t}"));
-    let first = t
-        .find("first: got TERM")
-        .unwrap_or_else(|| panic!("first was not stopped with TERM:\n{t}"));
-    assert!(
-        second < first,
-        "services were not stopped in reverse dependency order:\n{t}"
-    );
-    let reported = reported_code(&t);
+    let mut c = Container::start(bundle, dir, &format!("moonlit-oci-{name}"));
     // The main service ("second") exits 7 on TERM.
-    assert_eq!(reported, 7, "{t}");
-    assert_eq!(
-        status.code(),
-        Some(reported),
-        "runc's exit status differs from moonlit's report:\n{t}"
-    );
+    assert_eq!(c.boot_and_stop(&hostname), 7);
 }
 
 #[test]

@@ -13,6 +13,8 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use moonlit_images::qemu::{self, Vm, VmConfig};
+
+pub mod runc;
 use moonlit_images::{host, rootfs};
 
 /// How long one boot may take to reach READY under TCG (a loaded 2-core CI

@@ -114,27 +114,6 @@ pub struct Limit {
     pub hard: Option<u64>,
 }
 
-/// The limit names a service may set (setrlimit(2)'s RLIMIT_* without the
-/// prefix, lower case).
-pub const LIMIT_NAMES: &[&str] = &[
-    "as",
-    "core",
-    "cpu",
-    "data",
-    "fsize",
-    "locks",
-    "memlock",
-    "msgqueue",
-    "nice",
-    "nofile",
-    "nproc",
-    "rss",
-    "rtprio",
-    "rttime",
-    "sigpending",
-    "stack",
-];
-
 /// Reads a `limits = { nofile = 65536, core = 0, nproc = { soft = 50, hard = 100 },
 /// stack = "unlimited" }` table (services and `spawn{}`).
 pub fn parse_limits(v: Value) -> Result<BTreeMap<String, Limit>, String> {
@@ -157,13 +136,14 @@ pub fn parse_limits(v: Value) -> Result<BTreeMap<String, Limit>, String> {
             }
         };
         let name = name.strip_prefix("rlimit_").unwrap_or(&name).to_string();
-        if !LIMIT_NAMES.contains(&name.as_str()) {
-            let hint = suggest(&name, LIMIT_NAMES)
+        if crate::spawn::resource_of(&name).is_none() {
+            let known: Vec<&str> = crate::spawn::LIMITS.iter().map(|(n, _)| *n).collect();
+            let hint = suggest(&name, &known)
                 .map(|s| format!(" (did you mean '{s}'?)"))
                 .unwrap_or_default();
             return Err(format!(
                 "limits: unknown limit '{name}'{hint}; known: {}",
-                LIMIT_NAMES.join(", ")
+                known.join(", ")
             ));
         }
         let one = |what: &str, v: Value| -> Result<u64, String> {

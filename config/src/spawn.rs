@@ -67,28 +67,33 @@ pub struct Rlimit {
     pub hard: Option<u64>,
 }
 
-/// The resource of a limit name of the service schema ("nofile").
-pub fn resource_of(name: &str) -> Option<rustix::process::Resource> {
+/// The resource limits a service or `spawn{}` may set, by setrlimit(2)'s
+/// RLIMIT_* name without the prefix, lower case.
+pub const LIMITS: [(&str, rustix::process::Resource); 16] = {
     use rustix::process::Resource as R;
-    Some(match name {
-        "as" => R::As,
-        "core" => R::Core,
-        "cpu" => R::Cpu,
-        "data" => R::Data,
-        "fsize" => R::Fsize,
-        "locks" => R::Locks,
-        "memlock" => R::Memlock,
-        "msgqueue" => R::Msgqueue,
-        "nice" => R::Nice,
-        "nofile" => R::Nofile,
-        "nproc" => R::Nproc,
-        "rss" => R::Rss,
-        "rtprio" => R::Rtprio,
-        "rttime" => R::Rttime,
-        "sigpending" => R::Sigpending,
-        "stack" => R::Stack,
-        _ => return None,
-    })
+    [
+        ("as", R::As),
+        ("core", R::Core),
+        ("cpu", R::Cpu),
+        ("data", R::Data),
+        ("fsize", R::Fsize),
+        ("locks", R::Locks),
+        ("memlock", R::Memlock),
+        ("msgqueue", R::Msgqueue),
+        ("nice", R::Nice),
+        ("nofile", R::Nofile),
+        ("nproc", R::Nproc),
+        ("rss", R::Rss),
+        ("rtprio", R::Rtprio),
+        ("rttime", R::Rttime),
+        ("sigpending", R::Sigpending),
+        ("stack", R::Stack),
+    ]
+};
+
+/// The resource of a limit name ("nofile").
+pub fn resource_of(name: &str) -> Option<rustix::process::Resource> {
+    LIMITS.iter().find(|(n, _)| *n == name).map(|(_, r)| *r)
 }
 
 /// The limits of the service schema ([`crate::plan::parse_limits`]) as
@@ -490,7 +495,11 @@ pub fn spawn(spec: SpawnSpec) -> Result<u32, SpawnError> {
                 Some(u64::MAX) => "unlimited".to_string(),
                 Some(n) => n.to_string(),
             };
-            format!("{:?} (soft {}, hard {})", r.resource, v(r.soft), v(r.hard))
+            let name = LIMITS
+                .iter()
+                .find(|(_, res)| *res == r.resource)
+                .map_or("?", |(n, _)| *n);
+            format!("{name} (soft {}, hard {})", v(r.soft), v(r.hard))
         })
         .collect();
     let groups: Vec<rustix::process::Gid> = ids

@@ -709,7 +709,7 @@ fn services_run_as_their_user_in_their_directory_with_their_env() {
     );
     assert_eq!(sb.ctl(&["reload"]).status.code(), Some(0));
     sb.wait_line(
-        "setting the resource limit Nofile (soft 1048577, hard unchanged)",
+        "setting the resource limit nofile (soft 1048577, hard unchanged)",
         10,
     );
     // An unknown user is a start failure, reported, not a crash.

@@ -12,7 +12,7 @@ pkgs=(
   qemu-system-x86
   linux-image-amd64
   runc umoci skopeo buildah
-  tini runit
+  tini runit dumb-init catatonit
   curl
   systemd
   kmod

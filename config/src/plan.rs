@@ -104,6 +104,10 @@ pub struct ServiceSpec {
     /// Not ready within this time: killed, and its restart policy applies.
     #[serde(default = "default_ready_timeout")]
     pub ready_timeout: Duration,
+    /// Standard streams and environment inherited from the init (an
+    /// entrypoint's main command), no log pipe.
+    #[serde(default)]
+    pub passthrough: bool,
 }
 
 /// One resource limit: `None` keeps what the process inherits; `u64::MAX` is
@@ -208,6 +212,60 @@ fn default_ready_timeout() -> Duration {
 }
 
 impl ServiceSpec {
+    /// A service with every default: what `service "NAME" {}` declares.
+    pub fn new(name: &str, location: &str) -> ServiceSpec {
+        ServiceSpec {
+            name: name.to_string(),
+            location: location.to_string(),
+            description: None,
+            exec: Vec::new(),
+            env: BTreeMap::new(),
+            cwd: None,
+            user: None,
+            group: None,
+            umask: None,
+            limits: BTreeMap::new(),
+            restart: RestartPolicy::Always,
+            stop_signal: 15,
+            stop_timeout: Duration::from_secs(10),
+            reload_signal: 1,
+            after: Vec::new(),
+            requires: Vec::new(),
+            oneshot: false,
+            main: false,
+            enabled: true,
+            on_change: OnChange::Restart,
+            backoff: Backoff {
+                initial: Duration::from_millis(100),
+                max: Duration::from_secs(30),
+                reset_after: Duration::from_secs(10),
+            },
+            burst: Burst {
+                count: 5,
+                interval: Duration::from_secs(10),
+            },
+            log_file: None,
+            log_buffer: 64 * 1024,
+            console: true,
+            readiness: Readiness::Started,
+            ready_timeout: default_ready_timeout(),
+            passthrough: false,
+        }
+    }
+
+    /// An entrypoint's command as the `main` service: started after every
+    /// other service, never restarted, its end the system's end; it keeps
+    /// the init's own standard streams and environment.
+    pub fn main_command(argv: Vec<String>, after: Vec<String>) -> ServiceSpec {
+        let mut s = ServiceSpec::new("main", "command line");
+        s.exec = argv;
+        s.after = after;
+        s.main = true;
+        s.restart = RestartPolicy::Never;
+        s.console = false;
+        s.passthrough = true;
+        s
+    }
     /// The fields that define the process: changing one needs a new process.
     pub fn process_differs(&self, other: &ServiceSpec) -> bool {
         self.exec != other.exec
@@ -463,42 +521,7 @@ pub fn parse_service(
         location,
         module,
     };
-    let mut spec = ServiceSpec {
-        name: name.to_string(),
-        location: location.to_string(),
-        description: None,
-        exec: Vec::new(),
-        env: BTreeMap::new(),
-        cwd: None,
-        user: None,
-        group: None,
-        umask: None,
-        limits: BTreeMap::new(),
-        restart: RestartPolicy::Always,
-        stop_signal: 15,
-        stop_timeout: Duration::from_secs(10),
-        reload_signal: 1,
-        after: Vec::new(),
-        requires: Vec::new(),
-        oneshot: false,
-        main: false,
-        enabled: true,
-        on_change: OnChange::Restart,
-        backoff: Backoff {
-            initial: Duration::from_millis(100),
-            max: Duration::from_secs(30),
-            reset_after: Duration::from_secs(10),
-        },
-        burst: Burst {
-            count: 5,
-            interval: Duration::from_secs(10),
-        },
-        log_file: None,
-        log_buffer: 64 * 1024,
-        console: true,
-        readiness: Readiness::Started,
-        ready_timeout: default_ready_timeout(),
-    };
+    let mut spec = ServiceSpec::new(name, location);
     if name.is_empty()
         || name.len() > 64
         || !name

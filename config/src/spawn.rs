@@ -131,6 +131,17 @@ pub struct SpawnSpec {
     /// Make stdin the controlling terminal (after `setsid`): for a shell on
     /// a console tty.
     pub ctty: bool,
+    /// Start from this process's own environment (in its order, bytes
+    /// unchanged) instead of the clean default; `env` is still added on top.
+    pub inherit_env: bool,
+    /// Without `setsid`: lead a new process group in the caller's session.
+    pub pgroup: bool,
+    /// With `pgroup`: make that group the foreground of the terminal on
+    /// stdin, if it is one (what tini does for `docker run -it`).
+    pub foreground: bool,
+    /// The arguments as raw bytes, for callers handed non-UTF-8 ones (an
+    /// entrypoint's argv); `argv` then only names the program in messages.
+    pub raw_argv: Option<Vec<std::ffi::OsString>>,
 }
 
 impl SpawnSpec {
@@ -149,6 +160,10 @@ impl SpawnSpec {
             umask: None,
             rlimits: Vec::new(),
             ctty: false,
+            inherit_env: false,
+            pgroup: false,
+            foreground: false,
+            raw_argv: None,
         }
     }
 }
@@ -354,6 +369,10 @@ fn child_stack() -> Result<&'static ChildStack, std::io::Error> {
 }
 
 fn cstring(s: &str, what: &str, argv0: &str) -> Result<std::ffi::CString, SpawnError> {
+    cbytes(s.as_bytes(), what, argv0)
+}
+
+fn cbytes(s: &[u8], what: &str, argv0: &str) -> Result<std::ffi::CString, SpawnError> {
     std::ffi::CString::new(s).map_err(|_| SpawnError::Exec {
         argv0: argv0.to_string(),
         source: std::io::Error::new(
@@ -383,9 +402,13 @@ pub fn spawn(spec: SpawnSpec) -> Result<u32, SpawnError> {
     use std::ffi::CString;
     use std::sync::atomic::{AtomicI32, Ordering};
 
+    use std::os::unix::ffi::OsStrExt;
+
     let argv0 = spec.argv.first().ok_or(SpawnError::EmptyArgv)?.clone();
     let mut env: BTreeMap<String, String> = BTreeMap::new();
-    env.insert("PATH".into(), DEFAULT_PATH.into());
+    if !spec.inherit_env {
+        env.insert("PATH".into(), DEFAULT_PATH.into());
+    }
     let mut ids: Option<(u32, u32, Vec<u32>)> = None;
     if let Some(u) = &spec.user {
         let entry = resolve_user(u)?;
@@ -406,15 +429,38 @@ pub fn spawn(spec: SpawnSpec) -> Result<u32, SpawnError> {
     }
 
     // C strings and the NULL-terminated pointer arrays execve takes.
-    let c_argv = spec
-        .argv
-        .iter()
-        .map(|a| cstring(a, "an argument", &argv0))
-        .collect::<Result<Vec<CString>, _>>()?;
-    let c_env = env
-        .iter()
-        .map(|(k, v)| cstring(&format!("{k}={v}"), "the environment", &argv0))
-        .collect::<Result<Vec<CString>, _>>()?;
+    let c_argv = match &spec.raw_argv {
+        Some(raw) => raw
+            .iter()
+            .map(|a| cbytes(a.as_bytes(), "an argument", &argv0))
+            .collect::<Result<Vec<CString>, _>>()?,
+        None => spec
+            .argv
+            .iter()
+            .map(|a| cstring(a, "an argument", &argv0))
+            .collect::<Result<Vec<CString>, _>>()?,
+    };
+    let mut c_env = Vec::new();
+    // The inherited environment keeps its order and bytes; a name also in
+    // `env` takes the value given there.
+    let mut inherited_path = None;
+    if spec.inherit_env {
+        for (k, v) in std::env::vars_os() {
+            if k.to_str().is_some_and(|k| env.contains_key(k)) {
+                continue;
+            }
+            if k == "PATH" {
+                inherited_path = Some(v.to_string_lossy().into_owned());
+            }
+            let mut kv = k.as_bytes().to_vec();
+            kv.push(b'=');
+            kv.extend_from_slice(v.as_bytes());
+            c_env.push(cbytes(&kv, "the environment", &argv0)?);
+        }
+    }
+    for (k, v) in &env {
+        c_env.push(cstring(&format!("{k}={v}"), "the environment", &argv0)?);
+    }
     let mut argv_p: Vec<*const nix::libc::c_char> = c_argv.iter().map(|c| c.as_ptr()).collect();
     argv_p.push(std::ptr::null());
     let mut env_p: Vec<*const nix::libc::c_char> = c_env.iter().map(|c| c.as_ptr()).collect();
@@ -427,6 +473,7 @@ pub fn spawn(spec: SpawnSpec) -> Result<u32, SpawnError> {
         return Err(SpawnError::EmptyArgv);
     } else {
         env.get("PATH")
+            .or(inherited_path.as_ref())
             .map(String::as_str)
             .unwrap_or(DEFAULT_PATH)
             .split(':')
@@ -484,6 +531,8 @@ pub fn spawn(spec: SpawnSpec) -> Result<u32, SpawnError> {
     };
     let setsid = spec.setsid;
     let ctty = spec.ctty;
+    let pgroup = spec.pgroup && !spec.setsid;
+    let foreground = pgroup && spec.foreground;
     let umask = spec.umask;
     let rlimits = spec.rlimits;
     // For the error message only: the limits as the user wrote them.
@@ -556,11 +605,6 @@ pub fn spawn(spec: SpawnSpec) -> Result<u32, SpawnError> {
                     reset_disposition(sig);
                 }
             }
-            if let Err(e) =
-                signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
-            {
-                return fail(STAGE_SETUP, e as i32);
-            }
             if setsid {
                 if let Err(e) = rustix::process::setsid() {
                     return fail(STAGE_SETUP, e.raw_os_error());
@@ -570,6 +614,25 @@ pub fn spawn(spec: SpawnSpec) -> Result<u32, SpawnError> {
                 if let Err(e) = rustix::process::ioctl_tiocsctty(BorrowedFd::borrow_raw(0)) {
                     return fail(STAGE_SETUP, e.raw_os_error());
                 }
+            }
+            if pgroup {
+                if let Err(e) = rustix::process::setpgid(None, None) {
+                    return fail(STAGE_SETUP, e.raw_os_error());
+                }
+                // Still with every signal blocked, so taking the terminal
+                // from the background raises no SIGTTOU. Not a terminal (or
+                // not ours): nothing to take.
+                if foreground {
+                    let _ = rustix::termios::tcsetpgrp(
+                        BorrowedFd::borrow_raw(0),
+                        rustix::process::getpid(),
+                    );
+                }
+            }
+            if let Err(e) =
+                signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+            {
+                return fail(STAGE_SETUP, e as i32);
             }
             if let Some(m) = umask {
                 rustix::process::umask(rustix::fs::Mode::from_raw_mode(m));

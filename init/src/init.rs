@@ -74,6 +74,9 @@ pub struct Options {
     pub limits: Limits,
     /// The control socket kept open across a re-exec.
     pub inherited_control: Option<std::os::fd::RawFd>,
+    /// Entrypoint mode with a configuration: the command that runs as the
+    /// `main` service after the configured ones.
+    pub main_cmd: Option<crate::entry::MainCmd>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,6 +134,9 @@ pub struct Init {
     generation: u64,
     panics: VecDeque<Ms>,
     children_left: bool,
+    /// The exit status a shell would give for the last failed spawn
+    /// (127 not found, 126 not executable).
+    spawn_code: i32,
     boot_started: Ms,
     services_started: Ms,
     rescue_pid: Option<u32>,
@@ -245,6 +251,7 @@ impl Init {
             generation: 1,
             panics: VecDeque::new(),
             children_left: true,
+            spawn_code: 127,
             boot_started: now_ms(),
             services_started: now_ms(),
             rescue_pid: None,
@@ -548,6 +555,10 @@ impl Init {
             }
             self.perform(actions);
             if let Some(code) = self.sup.main_exit.take() {
+                let code = match &self.opts.main_cmd {
+                    Some(m) => crate::entry::remap(&m.remap, code),
+                    None => code,
+                };
                 self.log(&format!(
                     "main service ended with code {code}: shutting down"
                 ));
@@ -901,6 +912,7 @@ impl Init {
                         }
                         self.callback(&name, "on_start", mlua::Value::Integer(i64::from(pid)));
                     }
+                    let res = res.map_err(|e| (e, std::mem::replace(&mut self.spawn_code, 127)));
                     queue.extend(self.sup.spawned(&name, res, now_ms()));
                 }
                 Action::Signal { service, pid, sig } => {
@@ -953,6 +965,12 @@ impl Init {
             .get(name)
             .map(|s| s.spec.clone())
             .ok_or("unknown service")?;
+        if spec.passthrough {
+            return crate::entry::spawn_main(&spec).map_err(|(e, code)| {
+                self.spawn_code = code;
+                e
+            });
+        }
         let id = self.log_for(name)?;
         let log = self.logs.get_mut(&id).ok_or("log pipe vanished")?;
         log.set_file(spec.log_file.as_deref())?;

@@ -13,6 +13,7 @@ static ALLOC: moonlit_sys::alloc::Alloc = moonlit_sys::alloc::Alloc::new();
 mod console;
 mod control;
 mod ctl;
+mod entry;
 mod init;
 mod logs;
 mod mode;
@@ -41,6 +42,10 @@ const USAGE: &str = "usage:
   moonlit ctl [--socket PATH] COMMAND ...   talk to a running moonlit (see ctl --help)
   moonlit check DIR               validate a configuration without booting it
   moonlit types DIR               write LuaLS type stubs (sys, syscall, net, moonlit) into DIR
+  moonlit [FLAGS] [--] CMD [ARGS...]
+                                  a container's init for CMD, as tini and dumb-init are
+                                  (services of --config DIR or /etc/moonlit beside it;
+                                  flags below; docs/entrypoint.md)
   moonlit --version";
 
 /// Blocks every asynchronous signal; returns the set (for the signalfd).
@@ -175,7 +180,7 @@ fn handover_boot(fd: &str, mask: &SigSet) -> ! {
         Err(e) => {
             eprintln!("moonlit: re-exec handover failed: {e}; booting afresh");
             if rustix::process::getpid().is_init() {
-                system_boot(&[], mask);
+                system_boot(None, None, mask);
             }
             std::process::exit(70);
         }
@@ -191,7 +196,10 @@ fn handover_boot(fd: &str, mask: &SigSet) -> ! {
     init.run()
 }
 
-fn system_boot(args: &[String], mask: &SigSet) -> ! {
+/// PID 1 with a configuration: a machine's (stage 1 first) or a
+/// container's; `main_cmd` is an entrypoint's command run as the `main`
+/// service.
+fn system_boot(config: Option<String>, main_cmd: Option<entry::MainCmd>, mask: &SigSet) -> ! {
     let t0 = now_ms();
     let mode = mode::detect_pid1();
     let (_mounted, errors) = stage1::system();
@@ -206,7 +214,7 @@ fn system_boot(args: &[String], mask: &SigSet) -> ! {
             .find(|(key, _)| key == k)
             .map(|(_, v)| v.clone())
     };
-    let config_dir = arg_value(args, "--config")
+    let config_dir = config
         .or_else(|| std::env::var("MOONLIT_CONFIG").ok())
         .or_else(|| kv("moonlit.config"))
         .unwrap_or_else(|| "/etc/moonlit".into());
@@ -222,6 +230,7 @@ fn system_boot(args: &[String], mask: &SigSet) -> ! {
         cmdline,
         limits: Default::default(),
         inherited_control: None,
+        main_cmd,
     };
     let stage1_ms = now_ms().saturating_sub(t0);
     start_init(opts, mask, t0, stage1_ms)
@@ -270,6 +279,7 @@ fn run(args: &[String], mask: &SigSet) -> i32 {
         cmdline: kernel_cmdline(),
         limits: Default::default(),
         inherited_control: None,
+        main_cmd: None,
     };
     if !sandbox {
         let t0 = now_ms();
@@ -439,6 +449,60 @@ fn types(args: &[String]) -> i32 {
     0
 }
 
+/// `moonlit [FLAGS] [--] CMD ...`: a container's init, with or without
+/// services beside CMD.
+fn entry_main(args: &[std::ffi::OsString], mask: &SigSet) -> ! {
+    let o = match entry::parse(args) {
+        Ok(o) if o.cmd.is_empty() => {
+            eprintln!(
+                "moonlit: no command to run after the flags\n{}",
+                entry::USAGE
+            );
+            std::process::exit(2);
+        }
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("moonlit: {e}\n{}", entry::USAGE);
+            std::process::exit(2);
+        }
+    };
+    let Some(dir) = entry::config_dir(&o) else {
+        entry::run(o, mask)
+    };
+    let dir = match std::fs::canonicalize(&dir) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("moonlit: configuration {}: {e}", dir.display());
+            std::process::exit(2);
+        }
+    };
+    let main_cmd = Some(entry::MainCmd::of(&o));
+    if rustix::process::getpid().is_init() {
+        system_boot(Some(dir.display().to_string()), main_cmd, mask);
+    }
+    // Not PID 1: the user-mode supervisor (a subreaper) with CMD as main.
+    let t0 = now_ms();
+    if let Err(e) = rustix::process::set_child_subreaper(rustix::process::Pid::from_raw(1)) {
+        eprintln!("moonlit: cannot become a subreaper: {e}");
+        std::process::exit(70);
+    }
+    let opts = Options {
+        mode: Mode::User,
+        config_dir: dir,
+        control_path: std::env::var("MOONLIT_CONTROL")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| ctl::default_socket()),
+        debug: o.verbosity >= 3,
+        rescue: false,
+        watch: false,
+        cmdline: Vec::new(),
+        limits: Default::default(),
+        inherited_control: None,
+        main_cmd,
+    };
+    start_init(opts, mask, t0, 0)
+}
+
 fn usage_error(msg: &str) -> i32 {
     eprintln!("moonlit: {msg}\n{USAGE}");
     2
@@ -449,7 +513,12 @@ fn main() {
     // the signalfd, never as a handler interrupting PID 1.
     let mask = block_signals();
     install_panic_hook();
-    let args: Vec<String> = std::env::args().collect();
+    // Raw: an entrypoint's command may carry bytes that are not UTF-8.
+    let args_os: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let args: Vec<String> = args_os
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     let sub = args.get(1).map(String::as_str);
     if sub == Some("--handover-check") {
         std::process::exit(init::reexec::handover_check(
@@ -460,8 +529,24 @@ fn main() {
         handover_boot(&fd, &mask);
     }
     let is_pid1 = rustix::process::getpid().is_init();
+    let rest = args_os.get(1..).unwrap_or_default();
     if is_pid1 && sub != Some("run") {
-        system_boot(&args, &mask);
+        // The kernel hands a machine's init the command line's unknown
+        // words: there only `--` starts entrypoint mode.
+        let machine = mode::detect_pid1() == Mode::System;
+        if entry::wanted(rest, machine) {
+            entry_main(rest, &mask);
+        }
+        system_boot(arg_value(&args, "--config"), None, &mask);
+    }
+    let subcommand = matches!(
+        sub,
+        Some(
+            "run" | "ctl" | "check" | "types" | "--version" | "version" | "-h" | "--help" | "help"
+        )
+    );
+    if !subcommand && entry::wanted(rest, false) {
+        entry_main(rest, &mask);
     }
     let code = match sub {
         Some("run") => run(&args[2..], &mask),
@@ -483,10 +568,13 @@ fn main() {
             0
         }
         Some("-h") | Some("--help") | Some("help") => {
-            println!("{USAGE}");
+            println!("{USAGE}\n\n{}", entry::USAGE);
             0
         }
-        _ => usage_error("no command"),
+        Some(other) => usage_error(&format!(
+            "'{other}' is neither a command nor an entrypoint flag"
+        )),
+        None => usage_error("no command"),
     };
     std::process::exit(code);
 }

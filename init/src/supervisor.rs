@@ -422,7 +422,13 @@ impl Supervisor {
     }
 
     /// The loop spawned `name` (or failed to).
-    pub fn spawned(&mut self, name: &str, result: Result<u32, String>, now: Ms) -> Vec<Action> {
+    /// A failure carries the exit status a shell would give (127, 126).
+    pub fn spawned(
+        &mut self,
+        name: &str,
+        result: Result<u32, (String, i32)>,
+        now: Ms,
+    ) -> Vec<Action> {
         let mut actions = Vec::new();
         let Some(s) = self.services.get_mut(name) else {
             return actions;
@@ -435,10 +441,10 @@ impl Supervisor {
                     (!s.ready).then(|| now + s.spec.ready_timeout.as_millis() as u64);
                 s.status_text = None;
             }
-            Err(e) => {
+            Err((e, code)) => {
                 actions.push(Action::Log(format!("{name}: cannot start: {e}")));
                 s.state = State::Running { pid: 0, since: now };
-                actions.extend(self.ended(name, ExitStatus::Exited(127), now));
+                actions.extend(self.ended(name, ExitStatus::Exited(code), now));
             }
         }
         actions
@@ -827,6 +833,7 @@ mod tests {
             console: true,
             readiness: Readiness::Started,
             ready_timeout: Duration::from_secs(30),
+            passthrough: false,
         }
     }
 
@@ -1188,7 +1195,7 @@ mod tests {
     fn spawn_failure_counts_as_a_failed_run() {
         let mut s = sup(vec![spec("a")]);
         s.step(0);
-        let a = s.spawned("a", Err("no such file".into()), 0);
+        let a = s.spawned("a", Err(("no such file".into(), 127)), 0);
         assert!(a
             .iter()
             .any(|a| matches!(a, Action::Log(m) if m.contains("cannot start"))));

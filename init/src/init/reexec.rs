@@ -74,6 +74,8 @@ pub struct Handover {
     pub t0: u64,
     pub control_fd: Option<RawFd>,
     pub reply_fd: Option<RawFd>,
+    #[serde(default)]
+    pub main_cmd: Option<crate::entry::MainCmd>,
     pub services: Vec<Service>,
     pub logs: Vec<LogHandover>,
     pub states: Vec<(String, Value, i64)>,
@@ -165,6 +167,7 @@ impl Handover {
             cmdline: self.cmdline.clone(),
             limits: Default::default(),
             inherited_control: self.control_fd,
+            main_cmd: self.main_cmd.clone(),
         }
     }
 }
@@ -332,6 +335,7 @@ impl Init {
             transactions: self.transactions,
             orphans: self.orphans,
             t0: self.t0,
+            main_cmd: self.opts.main_cmd.clone(),
             control_fd,
             reply_fd,
             services: self.sup.snapshot(),

@@ -108,8 +108,11 @@ impl Init {
                 modules.insert(name.clone(), m.clone());
             }
         }
-        let (plan, plan_errors) = plan::build(&results);
+        let (mut plan, plan_errors) = plan::build(&results);
         errors.extend(plan_errors);
+        if let Some(m) = &self.opts.main_cmd {
+            crate::entry::add_main_service(&mut plan, m, &mut errors);
+        }
         let (network, network_declared) = match super::network::spec_of(&modules) {
             Ok(n) => n,
             Err(e) => {

@@ -87,14 +87,10 @@ pub fn wanted(args: &[OsString], only_dashdash: bool) -> bool {
     }
     if first.starts_with('-') {
         // `moonlit --config DIR` alone is the system boot it always was.
-        return is_entry_flag(&first) && has_command(args);
+        // (Bad flags are entrypoint mode too, to be refused by name.)
+        return is_entry_flag(&first) && parse(args).map_or(true, |o| !o.cmd.is_empty());
     }
     true
-}
-
-/// Does the argv name a command after its flags?
-fn has_command(args: &[OsString]) -> bool {
-    parse(args).is_ok_and(|o| !o.cmd.is_empty())
 }
 
 fn env_set(name: &str) -> bool {

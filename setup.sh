@@ -12,7 +12,7 @@ pkgs=(
   qemu-system-x86
   linux-image-amd64
   runc umoci skopeo buildah
-  tini runit dumb-init catatonit python3 util-linux
+  tini runit dumb-init catatonit python3
   curl
   systemd
   kmod

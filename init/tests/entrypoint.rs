@@ -802,3 +802,67 @@ service "web" {{
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(all.contains("services/bad.lua:1"), "{all}");
 }
+
+/// One-letter state of a process ("S", "T", ...).
+fn state(pid: u32) -> String {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    s.rsplit_once(") ")
+        .map(|(_, r)| r.split(' ').next().unwrap_or("").to_string())
+        .unwrap_or_default()
+}
+
+fn wait_state(pid: u32, want: &[&str], what: &str) {
+    let end = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < end {
+        if want.contains(&state(pid).as_str()) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!(
+        "{what}: pid {pid} is in state {:?}, not {want:?}",
+        state(pid)
+    );
+}
+
+/// dumb-init's documented job control (setsid mode, its default): SIGTSTP,
+/// SIGTTIN or SIGTTOU to the init stops the child and then the init; SIGCONT
+/// to the init resumes both. moonlit does the same; dumb-init is the
+/// reference (tini forwards TSTP as it is and ignores TTIN/TTOU).
+#[test]
+fn job_control_signals_stop_child_and_init_and_cont_resumes_both() {
+    let dir = scratch("entry-tstp");
+    for p in [Peer::Moonlit, Peer::DumbInit] {
+        let ready = dir.join(format!("{p:?}.ready"));
+        let pidf = dir.join(format!("{p:?}.pid"));
+        let script = format!(
+            "echo $$ > {pf}; touch {r}; while :; do sleep 0.01; done",
+            pf = pidf.display(),
+            r = ready.display()
+        );
+        let mut v = vec![program(p)];
+        if p == Peer::Moonlit {
+            v.push("-s".into());
+        }
+        v.push("--".into());
+        v.extend(sh(&script));
+        let mut init = start(&v, &ready);
+        let child: u32 = std::fs::read_to_string(&pidf)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        for (name, sig) in [("TSTP", 20), ("TTIN", 21), ("TTOU", 22)] {
+            wait_state(child, &["S", "R"], &format!("{p:?} child before {name}"));
+            kill(init.id(), sig);
+            wait_state(child, &["T"], &format!("{p:?} child after {name}"));
+            wait_state(init.id(), &["T"], &format!("{p:?} init after {name}"));
+            kill(init.id(), 18); // CONT
+            wait_state(init.id(), &["S", "R"], &format!("{p:?} init after CONT"));
+            wait_state(child, &["S", "R"], &format!("{p:?} child after CONT"));
+        }
+        kill(init.id(), 15);
+        let st = wait_timeout(&mut init, 20, &format!("{p:?} TERM"));
+        assert_eq!(code(st), 143, "{p:?}");
+    }
+}

@@ -108,6 +108,16 @@ pub struct ServiceSpec {
     /// entrypoint's main command), no log pipe.
     #[serde(default)]
     pub passthrough: bool,
+    /// Names (or `PREFIX_*` patterns; `*` for all) taken from PID 1's own
+    /// environment.
+    #[serde(default)]
+    pub env_inherit: Vec<String>,
+    /// Environment files read at each start (`-PATH`: may be missing).
+    #[serde(default)]
+    pub env_file: Vec<String>,
+    /// Privileges and isolation applied between clone and exec.
+    #[serde(default)]
+    pub sandbox: crate::spawn::Isolation,
 }
 
 /// One resource limit: `None` keeps what the process inherits; `u64::MAX` is
@@ -250,6 +260,9 @@ impl ServiceSpec {
             readiness: Readiness::Started,
             ready_timeout: default_ready_timeout(),
             passthrough: false,
+            env_inherit: Vec::new(),
+            env_file: Vec::new(),
+            sandbox: Default::default(),
         }
     }
 
@@ -295,6 +308,14 @@ const SERVICE_KEYS: &[&str] = &[
     "description",
     "exec",
     "env",
+    "env_inherit",
+    "env_file",
+    "capabilities",
+    "no_new_privs",
+    "namespaces",
+    "private_tmp",
+    "root",
+    "read_only_paths",
     "cwd",
     "user",
     "group",
@@ -636,6 +657,68 @@ pub fn parse_service(
                     Ok(())
                 })?;
                 spec.burst = b;
+            }
+            "env_inherit" => {
+                spec.env_inherit = match v {
+                    Value::Boolean(true) => vec!["*".into()],
+                    Value::Boolean(false) => Vec::new(),
+                    other => r.list(&key, other)?,
+                };
+                for n in &spec.env_inherit {
+                    let name = n.strip_suffix('*').unwrap_or(n);
+                    if name.contains('*')
+                        || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    {
+                        return Err(r.err(format!(
+                            "env_inherit: '{n}' is not a variable name or a PREFIX_* pattern"
+                        )));
+                    }
+                }
+            }
+            "env_file" => {
+                spec.env_file = r.list(&key, v)?;
+                for f in &spec.env_file {
+                    if !f.trim_start_matches('-').starts_with('/') {
+                        return Err(r.err(format!(
+                            "env_file must be an absolute path (\"-/path\" if it may be missing), got \"{f}\""
+                        )));
+                    }
+                }
+            }
+            "capabilities" => {
+                let caps = r.list(&key, v)?;
+                let mut bits = 0u64;
+                for c in &caps {
+                    bits |= crate::spawn::capability_bit(c).map_err(|m| r.err(m))?;
+                }
+                spec.sandbox.capabilities = Some(bits);
+            }
+            "no_new_privs" => spec.sandbox.no_new_privs = r.boolean(&key, v)?,
+            "namespaces" => {
+                for n in r.list(&key, v)? {
+                    let ns = crate::spawn::Namespace::parse(&n).map_err(|m| r.err(m))?;
+                    if !spec.sandbox.namespaces.contains(&ns) {
+                        spec.sandbox.namespaces.push(ns);
+                    }
+                }
+            }
+            "private_tmp" => spec.sandbox.private_tmp = r.boolean(&key, v)?,
+            "root" => {
+                let d = r.string(&key, v)?;
+                if !d.starts_with('/') {
+                    return Err(r.err(format!("root must be an absolute path, got \"{d}\"")));
+                }
+                spec.sandbox.root = Some(d);
+            }
+            "read_only_paths" => {
+                spec.sandbox.read_only_paths = r.list(&key, v)?;
+                for p in &spec.sandbox.read_only_paths {
+                    if !p.starts_with('/') {
+                        return Err(r.err(format!(
+                            "read_only_paths entries must be absolute paths, got \"{p}\""
+                        )));
+                    }
+                }
             }
             "log_file" => spec.log_file = Some(r.string(&key, v)?),
             "console" => spec.console = r.boolean(&key, v)?,

@@ -104,6 +104,8 @@ struct Shared {
     /// Live module state, owned by the init: module name -> (table, version).
     states: HashMap<String, (Table, i64)>,
     config_dir: std::path::PathBuf,
+    /// `moonlit.setenv`: variables for every service started afterwards.
+    service_env: std::collections::BTreeMap<String, String>,
 }
 
 struct Budget {
@@ -447,6 +449,37 @@ impl Runtime {
                 })?,
             )?;
         }
+        let sh = shared.clone();
+        m.set(
+            "setenv",
+            lua.create_function(move |_, (k, v): (String, Option<String>)| {
+                if k.is_empty()
+                    || k.contains('=')
+                    || k.contains('\0')
+                    || k.starts_with(|c: char| c.is_ascii_digit())
+                {
+                    return Err(mlua::Error::runtime(format!(
+                        "setenv: '{k}' is not a variable name"
+                    )));
+                }
+                if v.as_deref().is_some_and(|v| v.contains('\0')) {
+                    return Err(mlua::Error::runtime(format!(
+                        "setenv: the value of {k} contains a NUL byte"
+                    )));
+                }
+                let mut sh = sh.borrow_mut();
+                match v {
+                    Some(v) => sh.service_env.insert(k, v),
+                    None => sh.service_env.remove(&k),
+                };
+                Ok(())
+            })?,
+        )?;
+        let sh = shared.clone();
+        m.set(
+            "getenv",
+            lua.create_function(move |_, k: String| Ok(sh.borrow().service_env.get(&k).cloned()))?,
+        )?;
         g.set("moonlit", m)?;
 
         // Primitives for the prelude.
@@ -1076,6 +1109,16 @@ impl Runtime {
             }
             None => false,
         }
+    }
+
+    /// What `moonlit.setenv` set, for the services started from now on.
+    pub fn service_env(&self) -> std::collections::BTreeMap<String, String> {
+        self.shared.borrow().service_env.clone()
+    }
+
+    /// Restores `moonlit.setenv`'s variables (after a re-exec).
+    pub fn set_service_env(&self, env: std::collections::BTreeMap<String, String>) {
+        self.shared.borrow_mut().service_env = env;
     }
 
     /// Requests Lua made of the init since the last call.

@@ -142,6 +142,86 @@ pub struct SpawnSpec {
     /// The arguments as raw bytes, for callers handed non-UTF-8 ones (an
     /// entrypoint's argv); `argv` then only names the program in messages.
     pub raw_argv: Option<Vec<std::ffi::OsString>>,
+    /// Namespaces, mounts, chroot, capabilities, no_new_privs.
+    pub isolation: Isolation,
+}
+
+/// A namespace a service gets of its own (`namespaces = { "net" }`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Namespace {
+    Net,
+    Mount,
+    Pid,
+    Uts,
+    Ipc,
+}
+
+impl Namespace {
+    pub fn parse(s: &str) -> Result<Namespace, String> {
+        Ok(match s {
+            "net" => Namespace::Net,
+            "mount" | "mnt" => Namespace::Mount,
+            "pid" => Namespace::Pid,
+            "uts" => Namespace::Uts,
+            "ipc" => Namespace::Ipc,
+            other => {
+                return Err(format!(
+                    "namespaces: unknown namespace \"{other}\" (net, mount, pid, uts, ipc)"
+                ))
+            }
+        })
+    }
+    fn flag(self) -> nix::sched::CloneFlags {
+        use nix::sched::CloneFlags as F;
+        match self {
+            Namespace::Net => F::CLONE_NEWNET,
+            Namespace::Mount => F::CLONE_NEWNS,
+            Namespace::Pid => F::CLONE_NEWPID,
+            Namespace::Uts => F::CLONE_NEWUTS,
+            Namespace::Ipc => F::CLONE_NEWIPC,
+        }
+    }
+}
+
+/// What a service may do and see, applied in the child between clone and
+/// exec (systemd's AmbientCapabilities=/CapabilityBoundingSet=,
+/// NoNewPrivileges=, PrivateNetwork=, PrivateTmp=, RootDirectory=,
+/// ReadOnlyPaths=).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Isolation {
+    /// The capabilities kept (bits by CAP_* number): the bounding set is
+    /// trimmed to them and they are raised in the ambient set, so a
+    /// non-root user keeps them across exec. `None`: unchanged.
+    pub capabilities: Option<u64>,
+    pub no_new_privs: bool,
+    pub namespaces: Vec<Namespace>,
+    /// A fresh tmpfs on /tmp (implies a mount namespace).
+    pub private_tmp: bool,
+    /// chroot(2) into this directory before exec.
+    pub root: Option<String>,
+    /// Bind-mounted read-only onto themselves (implies a mount namespace).
+    pub read_only_paths: Vec<String>,
+}
+
+impl Isolation {
+    fn needs_mount_ns(&self) -> bool {
+        self.private_tmp
+            || !self.read_only_paths.is_empty()
+            || self.namespaces.contains(&Namespace::Mount)
+            || self.namespaces.contains(&Namespace::Pid)
+    }
+}
+
+/// The bit of a capability name ("net_bind_service", "CAP_NET_ADMIN").
+pub fn capability_bit(name: &str) -> Result<u64, String> {
+    let up = name.to_ascii_uppercase();
+    let bare = up.strip_prefix("CAP_").unwrap_or(&up);
+    rustix::thread::CapabilitySet::from_name(bare)
+        .map(|c| c.bits())
+        .ok_or_else(|| {
+            format!("capabilities: unknown capability \"{name}\" (e.g. \"net_bind_service\")")
+        })
 }
 
 impl SpawnSpec {
@@ -164,6 +244,7 @@ impl SpawnSpec {
             pgroup: false,
             foreground: false,
             raw_argv: None,
+            isolation: Isolation::default(),
         }
     }
 }
@@ -388,6 +469,21 @@ const STAGE_STDIO: i32 = 1;
 const STAGE_CWD: i32 = 2;
 const STAGE_SETUP: i32 = 3;
 const STAGE_LIMIT: i32 = 4;
+const STAGE_ISOLATE: i32 = 5;
+
+/// The isolation steps, for the error message of the one that failed.
+const ISOLATION_STEPS: &[&str] = &[
+    "making the mount namespace private",
+    "mounting /proc for the pid namespace",
+    "mounting a private /tmp",
+    "making a read_only_paths entry read-only",
+    "changing root",
+    "trimming the capability bounding set",
+    "keeping capabilities across the user change",
+    "setting the capabilities",
+    "raising an ambient capability",
+    "setting no_new_privs",
+];
 
 /// Starts a child per `spec` and returns its pid. Never waits for it (except
 /// to reap a child that failed before exec, whose error is returned).
@@ -533,6 +629,29 @@ pub fn spawn(spec: SpawnSpec) -> Result<u32, SpawnError> {
     let ctty = spec.ctty;
     let pgroup = spec.pgroup && !spec.setsid;
     let foreground = pgroup && spec.foreground;
+    let iso = &spec.isolation;
+    let iso_mount = iso.needs_mount_ns();
+    let iso_pid = iso.namespaces.contains(&Namespace::Pid);
+    let private_tmp = iso.private_tmp;
+    let caps = iso.capabilities;
+    let no_new_privs = iso.no_new_privs;
+    let mut ns_flags = nix::sched::CloneFlags::empty();
+    for n in &iso.namespaces {
+        ns_flags |= n.flag();
+    }
+    if iso_mount {
+        ns_flags |= nix::sched::CloneFlags::CLONE_NEWNS;
+    }
+    let root_c = match &iso.root {
+        Some(r) => Some(cstring(r, "root", &argv0)?),
+        None => None,
+    };
+    let ro_c = iso
+        .read_only_paths
+        .iter()
+        .map(|p| cstring(p, "read_only_paths", &argv0))
+        .collect::<Result<Vec<CString>, _>>()?;
+    let no_cwd = spec.cwd.is_none();
     let umask = spec.umask;
     let rlimits = spec.rlimits;
     // For the error message only: the limits as the user wrote them.
@@ -587,6 +706,72 @@ pub fn spawn(spec: SpawnSpec) -> Result<u32, SpawnError> {
                     if nix::libc::dup2(src, target as i32) < 0 {
                         return fail(STAGE_STDIO, nix::errno::Errno::last_raw());
                     }
+                }
+            }
+            // Isolation: mounts in the new mount namespace, then the root.
+            let step = |i: usize, errno: i32| -> isize {
+                fail_index.store(i as i32, Ordering::Relaxed);
+                fail(STAGE_ISOLATE, errno)
+            };
+            let null = std::ptr::null::<nix::libc::c_char>();
+            if iso_mount {
+                if nix::libc::mount(
+                    null,
+                    c"/".as_ptr(),
+                    null,
+                    nix::libc::MS_REC | nix::libc::MS_PRIVATE,
+                    std::ptr::null(),
+                ) < 0
+                {
+                    return step(0, nix::errno::Errno::last_raw());
+                }
+                if iso_pid
+                    && nix::libc::mount(
+                        c"proc".as_ptr(),
+                        c"/proc".as_ptr(),
+                        c"proc".as_ptr(),
+                        nix::libc::MS_NOSUID | nix::libc::MS_NODEV | nix::libc::MS_NOEXEC,
+                        std::ptr::null(),
+                    ) < 0
+                {
+                    return step(1, nix::errno::Errno::last_raw());
+                }
+                if private_tmp
+                    && nix::libc::mount(
+                        c"tmpfs".as_ptr(),
+                        c"/tmp".as_ptr(),
+                        c"tmpfs".as_ptr(),
+                        nix::libc::MS_NOSUID | nix::libc::MS_NODEV,
+                        c"mode=1777".as_ptr().cast(),
+                    ) < 0
+                {
+                    return step(2, nix::errno::Errno::last_raw());
+                }
+                for p in &ro_c {
+                    if nix::libc::mount(
+                        p.as_ptr(),
+                        p.as_ptr(),
+                        null,
+                        nix::libc::MS_BIND | nix::libc::MS_REC,
+                        std::ptr::null(),
+                    ) < 0
+                        || nix::libc::mount(
+                            null,
+                            p.as_ptr(),
+                            null,
+                            nix::libc::MS_BIND | nix::libc::MS_REMOUNT | nix::libc::MS_RDONLY,
+                            std::ptr::null(),
+                        ) < 0
+                    {
+                        return step(3, nix::errno::Errno::last_raw());
+                    }
+                }
+            }
+            if let Some(r) = &root_c {
+                if nix::libc::chroot(r.as_ptr()) < 0
+                    || (no_cwd && nix::libc::chdir(c"/".as_ptr()) < 0)
+                {
+                    return step(4, nix::errno::Errno::last_raw());
                 }
             }
             if let Some(dir) = &cwd {
@@ -658,6 +843,22 @@ pub fn spawn(spec: SpawnSpec) -> Result<u32, SpawnError> {
             // friends synchronise every thread of the process (__synccall),
             // which a vfork-style child sharing the parent's memory must not
             // attempt. The child is a single thread, so per-thread is all.
+            if let Some(bits) = caps {
+                for cap in 0..64u64 {
+                    // EINVAL: a capability this kernel does not have.
+                    if bits & (1 << cap) == 0
+                        && nix::libc::prctl(nix::libc::PR_CAPBSET_DROP, cap, 0, 0, 0) < 0
+                        && nix::errno::Errno::last_raw() != nix::libc::EINVAL
+                    {
+                        return step(5, nix::errno::Errno::last_raw());
+                    }
+                }
+                if change_ids.is_some() {
+                    if let Err(e) = rustix::thread::set_keep_capabilities(true) {
+                        return step(6, e.raw_os_error());
+                    }
+                }
+            }
             if let Some((uid, gid)) = change_ids {
                 if let Err(e) = rustix::thread::set_thread_groups(&groups) {
                     return fail(STAGE_SETUP, e.raw_os_error());
@@ -669,6 +870,35 @@ pub fn spawn(spec: SpawnSpec) -> Result<u32, SpawnError> {
                 if let Err(e) = rustix::thread::set_thread_uid(rustix::process::Uid::from_raw(uid))
                 {
                     return fail(STAGE_SETUP, e.raw_os_error());
+                }
+            }
+            if let Some(bits) = caps {
+                let set = rustix::thread::CapabilitySet::from_bits_retain(bits);
+                let sets = rustix::thread::CapabilitySets {
+                    effective: set,
+                    permitted: set,
+                    inheritable: set,
+                };
+                if let Err(e) = rustix::thread::set_capabilities(None, sets) {
+                    return step(7, e.raw_os_error());
+                }
+                for cap in 0..64u64 {
+                    if bits & (1 << cap) != 0
+                        && nix::libc::prctl(
+                            nix::libc::PR_CAP_AMBIENT,
+                            nix::libc::PR_CAP_AMBIENT_RAISE,
+                            cap,
+                            0,
+                            0,
+                        ) < 0
+                    {
+                        return step(8, nix::errno::Errno::last_raw());
+                    }
+                }
+            }
+            if no_new_privs {
+                if let Err(e) = rustix::thread::set_no_new_privs(true) {
+                    return step(9, e.raw_os_error());
                 }
             }
             let mut err = nix::libc::ENOENT;
@@ -720,7 +950,7 @@ pub fn spawn(spec: SpawnSpec) -> Result<u32, SpawnError> {
         nix::sched::clone(
             Box::new(child),
             stack_slice,
-            nix::sched::CloneFlags::CLONE_VM | nix::sched::CloneFlags::CLONE_VFORK,
+            nix::sched::CloneFlags::CLONE_VM | nix::sched::CloneFlags::CLONE_VFORK | ns_flags,
             Some(nix::libc::SIGCHLD),
         )
     };
@@ -729,7 +959,12 @@ pub fn spawn(spec: SpawnSpec) -> Result<u32, SpawnError> {
     }
     let pid = cloned.map_err(|e| SpawnError::Exec {
         argv0: argv0.clone(),
-        source: std::io::Error::from(e),
+        source: if ns_flags.is_empty() {
+            std::io::Error::from(e)
+        } else {
+            let e = std::io::Error::from(e);
+            std::io::Error::new(e.kind(), format!("creating the namespaces: {e}"))
+        },
     })?;
     drop(keep);
     let errno = fail_errno.load(Ordering::Relaxed);
@@ -764,6 +999,16 @@ pub fn spawn(spec: SpawnSpec) -> Result<u32, SpawnError> {
                         source.kind(),
                         format!("setting the resource limit {which}: {source}"),
                     ),
+                }
+            }
+            STAGE_ISOLATE => {
+                let which = ISOLATION_STEPS
+                    .get(fail_index.load(Ordering::Relaxed) as usize)
+                    .copied()
+                    .unwrap_or("isolating the child");
+                SpawnError::Exec {
+                    argv0,
+                    source: std::io::Error::new(source.kind(), format!("{which}: {source}")),
                 }
             }
             STAGE_SETUP => SpawnError::Exec {

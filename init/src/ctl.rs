@@ -9,7 +9,8 @@ use crate::control::{connect, PROTOCOL_VERSION};
 
 const USAGE: &str = "usage: moonlit ctl [--socket PATH] [--json] COMMAND
 commands:
-  status                    services, their state, pids, restarts, config errors
+  status [NAME]             services, their state, pids, restarts, config errors;
+                            with NAME: that service in full (its environment's names too)
   start|stop|restart NAME   control one service (stop keeps it stopped)
   logs NAME [-f] [-n N]     recent output of a service; -f follows it
   reload [--dry-run] [MODULE...]
@@ -62,6 +63,24 @@ fn request(
     let v: Value = serde_json::from_str(&line)
         .map_err(|e| (3, format!("moonlit ctl: bad reply ({e}): {line}")))?;
     Ok((v, r))
+}
+
+/// `ctl status NAME`: one service, a field a line.
+fn print_service(s: &Value) {
+    let Some(map) = s.as_object() else { return };
+    for (k, v) in map {
+        let text = match v {
+            Value::Null => continue,
+            Value::String(t) => t.clone(),
+            Value::Array(a) => a
+                .iter()
+                .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_string))
+                .collect::<Vec<_>>()
+                .join(" "),
+            other => other.to_string(),
+        };
+        println!("{k:<14} {text}");
+    }
 }
 
 fn print_status(v: &Value) {
@@ -147,7 +166,11 @@ pub fn main(args: &[String]) -> i32 {
     let mut req = json!({"v": PROTOCOL_VERSION, "cmd": cmd});
     let mut follow = false;
     match cmd.as_str() {
-        "status" => {}
+        "status" => {
+            if rest.len() > 2 {
+                return usage("status takes at most one service name");
+            }
+        }
         "start" | "stop" | "restart" => match rest.get(1) {
             Some(n) => req["name"] = json!(n),
             None => return usage(&format!("{cmd} needs a service name")),
@@ -227,6 +250,25 @@ pub fn main(args: &[String]) -> i32 {
             reply["error"].as_str().unwrap_or("request failed")
         );
         return 1;
+    }
+    if cmd == "status" {
+        if let Some(name) = rest.get(1) {
+            let Some(s) = reply["services"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|s| s["name"].as_str() == Some(name.as_str()))
+            else {
+                eprintln!("moonlit ctl: no service \"{name}\"");
+                return 1;
+            };
+            if as_json {
+                println!("{s}");
+            } else {
+                print_service(s);
+            }
+            return 0;
+        }
     }
     if as_json {
         println!("{reply}");

@@ -134,6 +134,9 @@ pub struct Init {
     generation: u64,
     panics: VecDeque<Ms>,
     children_left: bool,
+    /// The environment variable names each service was last started with
+    /// (beside the clean defaults), for `ctl status NAME`.
+    env_names: BTreeMap<String, Vec<String>>,
     /// The exit status a shell would give for the last failed spawn
     /// (127 not found, 126 not executable).
     spawn_code: i32,
@@ -251,6 +254,7 @@ impl Init {
             generation: 1,
             panics: VecDeque::new(),
             children_left: true,
+            env_names: BTreeMap::new(),
             spawn_code: 127,
             boot_started: now_ms(),
             services_started: now_ms(),
@@ -979,8 +983,9 @@ impl Init {
         let out = log.writer().map_err(|e| format!("log pipe: {e}"))?;
         let err = log.writer().map_err(|e| format!("log pipe: {e}"))?;
         let mut s = SpawnSpec::new(spec.exec.clone());
-        s.env = spec.env.clone();
+        s.env = crate::envset::service_env(&spec, &self.rt.service_env())?;
         s.env.insert("MOONLIT_SERVICE".into(), name.to_string());
+        s.isolation = spec.sandbox.clone();
         s.cwd = spec.cwd.as_ref().map(PathBuf::from);
         s.user = spec.user.clone();
         s.group = spec.group.clone();
@@ -997,6 +1002,8 @@ impl Init {
             s.env
                 .insert("NOTIFY_SOCKET".into(), path.display().to_string());
         }
+        self.env_names
+            .insert(name.to_string(), s.env.keys().cloned().collect());
         spawn::spawn(s).map_err(|e| e.to_string())
     }
 
@@ -1362,6 +1369,7 @@ impl Init {
                     "last_exit": s.last_exit.map(|e| e.to_string()),
                     "last_exit_code": s.last_exit.map(|e| e.code()),
                     "location": s.spec.location,
+                    "env": self.env_names.get(&s.spec.name),
                 })
             })
             .collect();

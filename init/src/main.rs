@@ -14,6 +14,7 @@ mod console;
 mod control;
 mod ctl;
 mod entry;
+mod envset;
 mod init;
 mod logs;
 mod mode;

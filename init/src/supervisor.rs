@@ -834,6 +834,9 @@ mod tests {
             readiness: Readiness::Started,
             ready_timeout: Duration::from_secs(30),
             passthrough: false,
+            env_inherit: Vec::new(),
+            env_file: Vec::new(),
+            sandbox: Default::default(),
         }
     }
 

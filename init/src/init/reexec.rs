@@ -76,6 +76,9 @@ pub struct Handover {
     pub reply_fd: Option<RawFd>,
     #[serde(default)]
     pub main_cmd: Option<crate::entry::MainCmd>,
+    /// `moonlit.setenv`'s variables (init.lua does not run again).
+    #[serde(default)]
+    pub service_env: BTreeMap<String, String>,
     pub services: Vec<Service>,
     pub logs: Vec<LogHandover>,
     pub states: Vec<(String, Value, i64)>,
@@ -336,6 +339,7 @@ impl Init {
             orphans: self.orphans,
             t0: self.t0,
             main_cmd: self.opts.main_cmd.clone(),
+            service_env: self.rt.service_env(),
             control_fd,
             reply_fd,
             services: self.sup.snapshot(),
@@ -385,6 +389,7 @@ impl Init {
         self.orphans = h.orphans;
         self.t0 = h.t0;
         self.reexecs = h.reexecs;
+        self.rt.set_service_env(h.service_env.clone());
         for (m, j, v) in &h.states {
             if let Err(e) = self.rt.seed_state(m, j, *v) {
                 self.log(&format!("{m}: state: {e}"));

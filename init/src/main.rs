@@ -526,8 +526,9 @@ fn main() {
             args.get(2).map(String::as_str),
         ));
     }
-    if let Some(fd) = arg_value(&args, "--handover") {
-        handover_boot(&fd, &mask);
+    // Only as the first argument: an entrypoint's CMD may carry any word.
+    if sub == Some("--handover") {
+        handover_boot(args.get(2).map_or("", String::as_str), &mask);
     }
     let is_pid1 = rustix::process::getpid().is_init();
     let rest = args_os.get(1..).unwrap_or_default();

@@ -452,7 +452,8 @@ fn parent_death_signal_is_forwarded() {
 #[test]
 fn arguments_stdio_and_environment_pass_through_unchanged() {
     let dir = scratch("entry-stdio");
-    let args = ["a b", "--", "-s", "", "'q'", "x\ty"];
+    // Words moonlit itself knows are CMD's too after it.
+    let args = ["a b", "--", "-s", "", "'q'", "x\ty", "--handover", "3", "run"];
     let mut cmd = vec![
         "/bin/sh",
         "-c",

@@ -29,7 +29,13 @@ fn runc_process_env_reaches_only_services_that_inherit_it() {
     let mut c = Container::start(&bundle, &dir, "env-inherit");
     let (st, t) = c.wait(Duration::from_secs(60));
     assert_eq!(st.code(), Some(0), "{t}");
-    assert!(t.contains("inherits: DB_URL=[postgres://db/app] OTHER=[]"), "{t}");
+    assert!(
+        t.contains("inherits: DB_URL=[postgres://db/app] OTHER=[]"),
+        "{t}"
+    );
     assert!(t.contains("clean: DB_URL=[]"), "{t}");
-    assert!(t.contains("all: DB_URL=[postgres://db/app] OTHER=[x y]"), "{t}");
+    assert!(
+        t.contains("all: DB_URL=[postgres://db/app] OTHER=[x y]"),
+        "{t}"
+    );
 }

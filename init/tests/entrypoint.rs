@@ -453,7 +453,17 @@ fn parent_death_signal_is_forwarded() {
 fn arguments_stdio_and_environment_pass_through_unchanged() {
     let dir = scratch("entry-stdio");
     // Words moonlit itself knows are CMD's too after it.
-    let args = ["a b", "--", "-s", "", "'q'", "x\ty", "--handover", "3", "run"];
+    let args = [
+        "a b",
+        "--",
+        "-s",
+        "",
+        "'q'",
+        "x\ty",
+        "--handover",
+        "3",
+        "run",
+    ];
     let mut cmd = vec![
         "/bin/sh",
         "-c",
@@ -866,4 +876,59 @@ fn job_control_signals_stop_child_and_init_and_cont_resumes_both() {
         let st = wait_timeout(&mut init, 20, &format!("{p:?} TERM"));
         assert_eq!(code(st), 143, "{p:?}");
     }
+}
+
+/// `ctl reexec` with CMD as the main service: the same CMD process runs on
+/// and its code is still the exit code (CMD is carried in the handover).
+#[test]
+fn the_main_command_survives_a_reexec() {
+    let dir = scratch("entry-reexec");
+    let cfg = dir.join("config");
+    std::fs::create_dir_all(cfg.join("services")).unwrap();
+    std::fs::write(
+        cfg.join("services/side.lua"),
+        "service \"side\" { exec = { \"/bin/sleep\", \"1000\" } }\n",
+    )
+    .unwrap();
+    let sock = dir.join("control.sock");
+    let ready = dir.join("ready");
+    let script = format!("echo $$ > {r}; sleep 2; exit 4", r = ready.display());
+    let mut v = vec![
+        BIN.to_string(),
+        "--config".into(),
+        cfg.display().to_string(),
+        "--".into(),
+    ];
+    v.extend(sh(&script));
+    let mut c = command(&v);
+    c.env("MOONLIT_CONTROL", &sock)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    assert!(wait_file(&ready, 20), "CMD never started");
+    std::thread::sleep(Duration::from_millis(100));
+    let pid: u32 = std::fs::read_to_string(&ready)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let ctl = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .arg("ctl")
+            .arg("--socket")
+            .arg(&sock)
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    assert!(ctl(&["reexec"]).contains("re-executed"));
+    let st = ctl(&["--json", "status", "main"]);
+    assert!(
+        st.contains(&format!("\"pid\":{pid}")),
+        "main is not the same process after the re-exec: {st}"
+    );
+    let status = wait_timeout(&mut child, 30, "entry reexec");
+    assert_eq!(code(status), 4);
 }

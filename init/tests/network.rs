@@ -282,3 +282,46 @@ print("timeout case", l2, e2 ~= nil)
     sb.wait_line("wait_link returned\tw0", 10);
     sb.wait_line("timeout case\tnil\ttrue", 10);
 }
+
+/// `network.veth` creates, `network.interface` configures the same link and
+/// the veth's peer (as systemd-networkd's .netdev/.network split); a
+/// conflicting value is rejected naming both places and changes nothing.
+#[test]
+fn interface_declarations_configure_a_declared_veth_and_its_peer() {
+    let net = "network.veth \"v0\" { peer = \"v0p\" }\n\
+               network.interface \"v0\" { addresses = { \"10.9.0.1/24\" }, mtu = 1400 }\n\
+               network.interface \"v0p\" { addresses = { \"10.9.0.2/24\" }, up = true, mtu = 1400 }\n";
+    let sb = Sandbox::start("veth-interface", &[("network.lua", net)]);
+    sb.ready();
+    assert_eq!(addrs(&sb, "v0"), vec!["10.9.0.1/24"]);
+    assert_eq!(addrs(&sb, "v0p"), vec!["10.9.0.2/24"]);
+    for dev in ["v0", "v0p"] {
+        let l = ip(&sb, &["link", "show", "dev", dev]);
+        assert_eq!(l[0]["mtu"], 1400, "{dev}: {l}");
+        assert!(
+            l[0]["flags"].to_string().contains("\"UP\""),
+            "{dev} is not up: {l}"
+        );
+    }
+    assert_eq!(
+        ip(&sb, &["-d", "link", "show", "dev", "v0"])[0]["linkinfo"]["info_kind"],
+        "veth"
+    );
+    sb.write(
+        "network.lua",
+        "network.veth \"v0\" { peer = \"v0p\", mtu = 1500 }\n\
+         network.interface \"v0\" { addresses = { \"10.9.0.1/24\" }, mtu = 1400 }\n",
+    );
+    let (code, v) = sb.reload(&[]);
+    assert_ne!(code, 0);
+    let e = v["errors"].to_string();
+    assert!(
+        e.contains("network.lua:2") && e.contains("network.lua:1") && e.contains("mtu"),
+        "{e}"
+    );
+    assert_eq!(
+        ip(&sb, &["link", "show", "dev", "v0"])[0]["mtu"],
+        1400,
+        "a rejected reload changed the link"
+    );
+}

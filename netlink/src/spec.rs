@@ -205,8 +205,28 @@ impl NetworkSpec {
                     "invalid interface name (1-15 characters, no '/', ':' or spaces)".into(),
                 ));
             }
-            if let Some(prev) = claimed.get(name) {
-                return Err(cx.err(format!("interface declared twice (first at {prev})")));
+            if let Some(prev) = claimed.get(name).cloned() {
+                // One link may be created by its kind's declaration and
+                // configured by `network.interface` (either order), the way
+                // systemd-networkd splits a .netdev from a .network.
+                let earlier = spec.links.get(name).expect("claimed links are declared");
+                let creating_and_configuring =
+                    (earlier.kind == KindSpec::Existing) != (d.kind == "interface");
+                if !creating_and_configuring {
+                    return Err(cx.err(format!("interface declared twice (first at {prev})")));
+                }
+                let l = parse_link(&cx, name)?;
+                let merged = merge_links(earlier, &l).map_err(|m| cx.err(m))?;
+                if let KindSpec::Veth { peer } = &l.kind {
+                    if peer == name || claimed.contains_key(peer) || peers.contains_key(peer) {
+                        return Err(cx.err(format!(
+                            "key 'peer': \"{peer}\" is already declared or is this link"
+                        )));
+                    }
+                    peers.insert(peer.clone(), d.location.clone());
+                }
+                spec.links.insert(name.clone(), merged);
+                continue;
             }
             if d.kind != "interface" {
                 if let Some(prev) = peers.get(name) {
@@ -296,6 +316,51 @@ impl NetworkSpec {
         }
         Ok(spec)
     }
+}
+
+/// One link from a creating declaration and a `network.interface` one:
+/// the kind of the first, every setting of either; a setting both give with
+/// different values is an error naming both places.
+fn merge_links(a: &LinkSpec, b: &LinkSpec) -> Result<LinkSpec, String> {
+    let created = if a.kind == KindSpec::Existing { b } else { a };
+    // `a` is the earlier declaration; the error is reported at `b`'s place.
+    let at = a.location.as_str();
+    fn pick<T: PartialEq + Clone + fmt::Debug>(
+        key: &str,
+        x: &Option<T>,
+        y: &Option<T>,
+        at: &str,
+    ) -> Result<Option<T>, String> {
+        match (x, y) {
+            (Some(p), Some(q)) if p != q => Err(format!(
+                "key '{key}': {q:?} here conflicts with {p:?} at {at} (one link: give it once)"
+            )),
+            (Some(p), _) => Ok(Some(p.clone())),
+            (None, q) => Ok(q.clone()),
+        }
+    }
+    let ports = match (a.ports.is_empty(), b.ports.is_empty()) {
+        (false, false) if a.ports != b.ports => {
+            return Err(format!(
+                "key 'ports': {:?} here conflicts with {:?} at {at}",
+                b.ports, a.ports
+            ))
+        }
+        (false, _) => a.ports.clone(),
+        (true, _) => b.ports.clone(),
+    };
+    Ok(LinkSpec {
+        name: created.name.clone(),
+        kind: created.kind.clone(),
+        up: pick("up", &a.up, &b.up, at)?,
+        mtu: pick("mtu", &a.mtu, &b.mtu, at)?,
+        mac: pick("mac", &a.mac, &b.mac, at)?,
+        master: pick("master", &a.master, &b.master, at)?,
+        addresses: pick("addresses", &a.addresses, &b.addresses, at)?,
+        routes: pick("routes", &a.routes, &b.routes, at)?,
+        ports,
+        location: created.location.clone(),
+    })
 }
 
 const LINK_KINDS: &[&str] = &[

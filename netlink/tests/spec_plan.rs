@@ -372,3 +372,41 @@ fn resolv_conf_written_only_when_different() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A link created by its kind's declaration and configured by
+/// `network.interface` (either order; the veth's peer too) is one link with
+/// the settings of both; a setting given twice differently names both places.
+#[test]
+fn interface_configures_a_declared_veth_and_its_peer() {
+    let s = spec(
+        "network.veth \"v0\" { peer = \"v0p\", mtu = 1400 }\n\
+         network.interface \"v0\" { addresses = { \"10.9.0.1/24\" } }\n\
+         network.interface \"v0p\" { addresses = { \"10.9.0.2/24\" }, up = true }",
+    );
+    let v0 = &s.links["v0"];
+    assert_eq!(
+        v0.kind,
+        moonlit_net::spec::KindSpec::Veth { peer: "v0p".into() }
+    );
+    assert_eq!(v0.mtu, Some(1400));
+    assert_eq!(v0.addresses.as_ref().unwrap()[0].to_string(), "10.9.0.1/24");
+    assert_eq!(v0.location, "net.lua:1");
+    assert_eq!(
+        s.links["v0p"].addresses.as_ref().unwrap()[0].to_string(),
+        "10.9.0.2/24"
+    );
+    assert_eq!(s.created_links(), owned(&["v0"]));
+    // The other order: configured first, created after.
+    let s = spec("network.interface \"d0\" { mtu = 1280 }\nnetwork.dummy \"d0\" {}");
+    assert_eq!(s.links["d0"].kind, moonlit_net::spec::KindSpec::Dummy);
+    assert_eq!(s.links["d0"].mtu, Some(1280));
+    // Conflicts name both places.
+    let e = spec_err("network.veth \"v0\" { peer = \"v0p\", mtu = 1400 }\nnetwork.interface \"v0\" { mtu = 1500 }");
+    assert!(
+        e.contains("net.lua:2") && e.contains("net.lua:1") && e.contains("'mtu'"),
+        "{e}"
+    );
+    // Two creating declarations are still one too many.
+    let e = spec_err("network.dummy \"d0\" {}\nnetwork.bridge \"d0\" {}");
+    assert!(e.contains("declared twice"), "{e}");
+}

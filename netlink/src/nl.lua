@@ -18,9 +18,40 @@ local function addrs_of(index)
   return v4, v6
 end
 
+-- IFF_* by ljsyscall's lower-case names.
+local IFF = {
+  up = 0x1, broadcast = 0x2, debug = 0x4, loopback = 0x8, pointopoint = 0x10,
+  notrailers = 0x20, running = 0x40, noarp = 0x80, promisc = 0x100,
+  allmulti = 0x200, master = 0x400, slave = 0x800, multicast = 0x1000,
+  portsel = 0x2000, automedia = 0x4000, dynamic = 0x8000, lower_up = 0x10000,
+  dormant = 0x20000, echo = 0x40000,
+}
+local flags_mt = {
+  -- Any case (`flags.UP`); a name that is no IFF_ flag is an error, not a
+  -- silent false.
+  __index = function(f, k)
+    local bit = type(k) == "string" and IFF[k:lower():gsub("^iff_", "")]
+    if not bit then error("interface flags: no flag named " .. tostring(k), 2) end
+    return f.value & bit ~= 0
+  end,
+  __tostring = function(f)
+    local on = {}
+    for name, bit in pairs(IFF) do if f.value & bit ~= 0 then on[#on + 1] = name:upper() end end
+    table.sort(on)
+    return table.concat(on, ",")
+  end,
+}
+
+-- ljsyscall's shape: a table of booleans by flag name, `value` the number.
+local function flags_of(value)
+  local f = { value = value }
+  for name, bit in pairs(IFF) do f[name] = value & bit ~= 0 end
+  return setmetatable(f, flags_mt)
+end
+
 local function fill(i, link, v4, v6)
   i._link = link
-  i.name, i.index, i.flags, i.mtu = link.name, link.index, link.flags, link.mtu
+  i.name, i.index, i.flags, i.mtu = link.name, link.index, flags_of(link.flags), link.mtu
   i.macaddr, i.kind, i.carrier, i.master = link.mac, link.kind, link.carrier, link.master
   i.stats = link.stats
   i.inet, i.inet6 = v4 or {}, v6 or {}

@@ -216,7 +216,9 @@ fn dirent_table(lua: &Lua, name: &[u8], ino: u64, t: FileType) -> mlua::Result<T
     e.raw_set("isdir", tn == "dir")?;
     e.raw_set("isreg", tn == "reg")?;
     e.raw_set("islnk", tn == "lnk")?;
-    // ljsyscall's upper-case type test (ent.DIR, ent.REG, ...).
+    // ljsyscall's type tests: ent.dir, ent.reg, ent.chr ... and the
+    // upper-case ent.DIR, ent.REG of its older releases.
+    e.raw_set(tn, true)?;
     e.raw_set(tn.to_ascii_uppercase(), true)?;
     Ok(e)
 }
@@ -254,8 +256,10 @@ fn getdents(lua: &Lua, what: Value) -> Res<mlua::Function> {
         }
         match st.pending.pop_front() {
             Some((name, ino, t)) => {
+                // ljsyscall's shape: `for d in fd:getdents() do d.name`;
+                // the name comes second for `for d, name in`.
                 let ent = dirent_table(lua, &name, ino, t)?;
-                Ok((Value::String(lua.create_string(&name)?), Value::Table(ent)))
+                Ok((Value::Table(ent), Value::String(lua.create_string(&name)?)))
             }
             None => Ok((Value::Nil, Value::Nil)),
         }

@@ -94,6 +94,24 @@ fn constants(lua: &Lua) -> mlua::Result<Table> {
         for (name, v) in set.entries {
             t.raw_set(*name, *v)?;
         }
+        // Anything else a flag string may say, as ljsyscall's tables take
+        // it: any case, with or without the prefix, and comma (or `|`)
+        // lists with spaces: `c.O["creat, excl, rdwr"]`. Unknown: nil.
+        let set: &'static flags::FlagSet = set;
+        let mt = lua.create_table()?;
+        mt.raw_set(
+            "__index",
+            lua.create_function(move |_, (_t, k): (Table, mlua::Value)| {
+                Ok(match k {
+                    mlua::Value::String(s) => match s.to_str() {
+                        Ok(text) => set.parse_str(&text).ok(),
+                        Err(_) => None,
+                    },
+                    _ => None,
+                })
+            })?,
+        )?;
+        t.set_metatable(Some(mt))?;
         c.raw_set(*key, t)?;
     }
     Ok(c)

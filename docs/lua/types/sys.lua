@@ -49,7 +49,7 @@ function fd:write(data) end
 ---@return sys.stat|nil
 ---@return sys.err? err
 function fd:fstat() end
----@return fun():string?,sys.dirent?
+---@return fun():sys.dirent?,string?
 function fd:getdents() end
 
 ---@class sys.dev
@@ -99,10 +99,17 @@ function fd:getdents() end
 ---@class sys.dirent
 ---@field name string
 ---@field ino integer
----@field type string
+---@field type string "reg", "dir", "lnk", "chr", "blk", "fifo", "sock" or "unknown"
 ---@field isdir boolean
 ---@field isreg boolean
 ---@field islnk boolean
+---@field reg boolean? ljsyscall's type tests: the field named by `type` is true
+---@field dir boolean?
+---@field lnk boolean?
+---@field chr boolean?
+---@field blk boolean?
+---@field fifo boolean?
+---@field sock boolean?
 
 ---@class sys.mountspec
 ---@field source string?
@@ -474,9 +481,9 @@ function sys.fchdir(fd) end
 ---@return sys.err? err
 function sys.getcwd() end
 
----getdents64(2) as an iterator: `for name, ent in sys.getdents(dir) do`. Includes . and ..
+---getdents64(2) as an iterator of entries, ljsyscall's shape: `for ent in sys.getdents(dir) do print(ent.name, ent.type) end` (the name also comes second: `for ent, name in ...`). Includes . and ..
 ---@param dir sys.fdarg|string
----@return fun():string?,sys.dirent?|nil
+---@return fun():sys.dirent?,string?|nil
 ---@return sys.err? err
 function sys.getdents(dir) end
 

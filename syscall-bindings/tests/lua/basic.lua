@@ -183,7 +183,8 @@ T.fails("NOENT", sys.rmdir(dir .. "/d"))
 T.ok(sys.mkdir(dir .. "/e"), "mkdir default mode")
 for i = 1, 300 do assert(sys.open(dir .. "/e/file" .. i, "creat,wronly")):close() end
 local seen, n = {}, 0
-for name, ent in sys.getdents(dir .. "/e") do
+for ent, name in sys.getdents(dir .. "/e") do
+  assert(ent.name == name)
   seen[name] = ent
   n = n + 1
 end

@@ -62,14 +62,26 @@ T.ok(S.mknod(tmpfile, "fifo,0600"), "mknod fifo")
 T.ok(S.stat(tmpfile).isfifo, "fifo")
 T.ok(S.unlink(tmpfile), "unlink fifo")
 
+-- Constant tables take what a flag string takes, as ljsyscall's do.
+local c = S.c
+T.eq(c.O["creat, excl, rdwr"], c.O.CREAT | c.O.EXCL | c.O.RDWR, "comma list with spaces")
+T.eq(c.O["CREAT,Excl , rdwr"], c.O.CREAT | c.O.EXCL | c.O.RDWR, "any case")
+T.eq(c.O.creat, c.O.CREAT, "lower case name")
+T.eq(c.O.O_CREAT, c.O.CREAT, "with the prefix")
+T.eq(c.O["nosuchflag"], nil, "unknown names are nil")
+T.eq(c.MS["rdonly, nosuid"], c.MS.RDONLY | c.MS.NOSUID, "another set")
+
 -- getdents
 assert(S.mkdir(tmpfile, "0700"))
 for _, n in ipairs { "a", "b", "c" } do assert(S.util.writefile(tmpfile .. "/" .. n, n)) end
 local dfd = assert(S.open(tmpfile, "directory,rdonly"))
 local seen = {}
-for name, ent in dfd:getdents() do seen[name] = ent end
+-- ljsyscall's own shape: each entry is a table with name and type tests.
+for d in dfd:getdents() do seen[d.name] = d end
 T.ok(seen.a and seen.b and seen.c and seen["."] and seen[".."], "getdents names")
-T.ok(seen.a.REG and seen["."].DIR, "getdents types")
+T.ok(seen.a.reg and seen["."].dir and seen[".."].dir and not seen.a.dir, "getdents type tests")
+T.ok(seen.a.REG and seen["."].DIR and seen.a.isreg, "getdents older spellings")
+T.ok(not seen["."].chr and not seen["."].sock and not seen["."].lnk, "getdents negative type tests")
 dfd:close()
 
 -- uname

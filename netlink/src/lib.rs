@@ -8,6 +8,7 @@
 
 pub mod addr;
 pub mod consts;
+pub mod dhcp;
 pub mod error;
 pub mod events;
 pub mod link;

@@ -33,6 +33,7 @@ use crate::mode::Mode;
 use crate::shutdown::{self, Power};
 use crate::supervisor::{Action, Ms, State, Supervisor};
 
+mod dhcp;
 mod network;
 mod ready;
 pub mod reexec;
@@ -153,6 +154,7 @@ pub struct Init {
     watch: Option<OwnedFd>,
     watch_due: Option<Ms>,
     net: Net,
+    dhcp: dhcp::Dhcp,
     reexec: Option<reexec::PendingReexec>,
     /// Re-execs since boot.
     reexecs: u64,
@@ -266,6 +268,7 @@ impl Init {
             watch: None,
             watch_due: None,
             net: Net::default(),
+            dhcp: dhcp::Dhcp::default(),
             reexec: None,
             reexecs: 0,
             callbacks: HashMap::new(),
@@ -439,6 +442,7 @@ impl Init {
             self.control.as_ref().and_then(Control::next_deadline),
             self.net_waiters.iter().filter_map(|w| w.1).min(),
             self.watch_due,
+            self.dhcp_deadline(),
             self.reexec_deadline(),
             self.readiness.next_probe,
             match self.shutdown.as_ref().map(|s| s.phase) {
@@ -493,6 +497,7 @@ impl Init {
                 d if d & !T_MASK == T_LOG => self.on_log((d & T_MASK) as u32),
                 d if d & !T_MASK == T_CLIENT => self.on_client(d & T_MASK, flags),
                 d if d & !T_MASK == ready::T_NOTIFY => self.on_notify(d),
+                d if d & !T_MASK == dhcp::T_DHCP => self.on_dhcp((d & T_MASK) as u32),
                 _ => {}
             }
         }
@@ -504,6 +509,7 @@ impl Init {
     fn process(&mut self) {
         // Readiness probes (TCP connects to loopback), at most every 100 ms.
         self.probe_ready();
+        self.dhcp_timers();
         for _ in 0..100 {
             let now = now_ms();
             let mut progressed = false;
@@ -1386,7 +1392,7 @@ impl Init {
             "errors": self.config_errors.iter().map(|e| e.message.clone()).collect::<Vec<_>>(),
             "lua_errors": self.lua_errors.iter().cloned().collect::<Vec<_>>(),
             "orphans_reaped": self.orphans,
-            "network": {"declared": self.net.active, "owned_links": self.net.owned, "applied": self.net.applied},
+            "network": {"declared": self.net.active, "owned_links": self.net.owned, "applied": self.net.applied, "dhcp": self.dhcp_status()},
             "transactions": self.transactions,
             "reexecs": self.reexecs,
             "states": self.rt.live_states().into_iter().map(|(m, j, v)| (m, json!({"version": v, "data": j}))).collect::<serde_json::Map<String, Value>>(),
@@ -1405,6 +1411,7 @@ impl Init {
             return;
         }
         self.log(&format!("shutting down to {}", power.name()));
+        self.dhcp_release_all();
         self.sup.begin_shutdown();
         self.shutdown = Some(Shutdown {
             power,

@@ -137,6 +137,9 @@ pub struct LinkSpec {
     pub routes: Option<Vec<RouteSpec>>,
     /// for bridges and bonds: declared ports (their `master` is set from this)
     pub ports: Vec<String>,
+    /// `dhcp = true | { ... }`: a DHCPv4 client for this link
+    #[serde(default)]
+    pub dhcp: Option<crate::dhcp::DhcpConfig>,
     /// file:line of the declaration
     pub location: String,
 }
@@ -308,6 +311,7 @@ impl NetworkSpec {
                             addresses: None,
                             routes: None,
                             ports: vec![],
+                            dhcp: None,
                             location: loc.clone(),
                         },
                     );
@@ -358,6 +362,7 @@ fn merge_links(a: &LinkSpec, b: &LinkSpec) -> Result<LinkSpec, String> {
         master: pick("master", &a.master, &b.master, at)?,
         addresses: pick("addresses", &a.addresses, &b.addresses, at)?,
         routes: pick("routes", &a.routes, &b.routes, at)?,
+        dhcp: pick("dhcp", &a.dhcp, &b.dhcp, at)?,
         ports,
         location: created.location.clone(),
     })
@@ -372,7 +377,8 @@ const LINK_KINDS: &[&str] = &[
     "dummy",
     "bond",
 ];
-const COMMON_KEYS: &[&str] = &["up", "mtu", "mac", "master", "addresses", "routes"];
+const COMMON_KEYS: &[&str] = &["up", "mtu", "mac", "master", "addresses", "routes", "dhcp"];
+const DHCP_KEYS: &[&str] = &["hostname", "client_id", "use_dns", "use_routes", "release"];
 const ROUTE_KEYS: &[&str] = &["to", "via", "metric", "src", "scope", "table", "family"];
 
 struct Cx<'a> {
@@ -742,6 +748,57 @@ fn parse_link(cx: &Cx, name: &str) -> Result<LinkSpec, SpecError> {
             Some(out)
         }
     };
+    let dhcp = match cx.get(t, "dhcp")? {
+        Value::Nil | Value::Boolean(false) => None,
+        Value::Boolean(true) => Some(crate::dhcp::DhcpConfig {
+            use_dns: true,
+            use_routes: true,
+            ..Default::default()
+        }),
+        Value::Table(d) => {
+            for pair in d.pairs::<Value, Value>() {
+                let (k, _) = pair.map_err(|e| cx.key_err("dhcp", e))?;
+                let k = match k {
+                    Value::String(s) => s.to_string_lossy(),
+                    other => {
+                        return Err(cx.key_err(
+                            "dhcp",
+                            format!("unexpected key of type {}", other.type_name()),
+                        ))
+                    }
+                };
+                if !DHCP_KEYS.contains(&k.as_str()) {
+                    return Err(cx.key_err(
+                        "dhcp",
+                        format!("unknown key '{k}' (known: {})", DHCP_KEYS.join(", ")),
+                    ));
+                }
+            }
+            let hostname = cx.opt_str(&d, "hostname")?;
+            if hostname
+                .as_ref()
+                .is_some_and(|h| h.is_empty() || h.len() > 63)
+            {
+                return Err(cx.key_err("dhcp", "hostname must be 1 to 63 characters"));
+            }
+            Some(crate::dhcp::DhcpConfig {
+                hostname,
+                client_id: cx.opt_str(&d, "client_id")?.map(String::into_bytes),
+                use_dns: cx.opt_bool(&d, "use_dns")?.unwrap_or(true),
+                use_routes: cx.opt_bool(&d, "use_routes")?.unwrap_or(true),
+                release: cx.opt_bool(&d, "release")?.unwrap_or(false),
+            })
+        }
+        other => {
+            return Err(cx.key_err(
+                "dhcp",
+                format!(
+                    "must be true or a table {{ hostname = ... }}, got {}",
+                    other.type_name()
+                ),
+            ))
+        }
+    };
     Ok(LinkSpec {
         name: name.to_string(),
         kind,
@@ -752,6 +809,7 @@ fn parse_link(cx: &Cx, name: &str) -> Result<LinkSpec, SpecError> {
         addresses,
         routes,
         ports,
+        dhcp,
         location: cx.d.location.clone(),
     })
 }

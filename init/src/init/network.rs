@@ -67,7 +67,7 @@ impl Init {
         }
     }
 
-    fn handle(&mut self) -> Result<&mut Handle, String> {
+    pub(crate) fn handle(&mut self) -> Result<&mut Handle, String> {
         if self.net.handle.is_none() {
             self.net.handle = Some(Handle::new().map_err(|e| e.to_string())?);
         }
@@ -90,6 +90,10 @@ impl Init {
     /// ("ok: ..." or "failed: ...") and resolv.conf's fate.
     pub(crate) fn net_apply(&mut self, spec: &NetworkSpec) -> Vec<String> {
         let mut report = Vec::new();
+        // What is declared plus what DHCP leased.
+        let declared = spec;
+        let effective = self.effective_spec(declared);
+        let spec = &effective;
         let changes = match self.net_plan(spec) {
             Ok(c) => c,
             Err(e) => {
@@ -124,11 +128,12 @@ impl Init {
                 Err(e) => report.push(format!("failed: {}: {e}", path.display())),
             }
         }
-        self.net.spec = spec.clone();
+        self.net.spec = declared.clone();
         self.net.applied += 1;
         if !report.is_empty() {
             self.log(&format!("network: {}", report.join("; ")));
         }
+        self.dhcp_sync();
         report
     }
 

@@ -79,6 +79,9 @@ pub struct Handover {
     /// `moonlit.setenv`'s variables (init.lua does not run again).
     #[serde(default)]
     pub service_env: BTreeMap<String, String>,
+    /// DHCP clients with their leases (renewals go on, nothing flaps).
+    #[serde(default)]
+    pub dhcp: Vec<(String, moonlit_net::dhcp::Client)>,
     pub services: Vec<Service>,
     pub logs: Vec<LogHandover>,
     pub states: Vec<(String, Value, i64)>,
@@ -340,6 +343,7 @@ impl Init {
             t0: self.t0,
             main_cmd: self.opts.main_cmd.clone(),
             service_env: self.rt.service_env(),
+            dhcp: self.dhcp_clients(),
             control_fd,
             reply_fd,
             services: self.sup.snapshot(),
@@ -398,6 +402,7 @@ impl Init {
         self.net.spec = h.net_spec.clone();
         self.net.owned = h.net_owned.clone();
         self.net.active = h.net_active;
+        self.dhcp_adopt(h.dhcp.clone());
         let caps: BTreeMap<String, usize> = h
             .services
             .iter()

@@ -1,0 +1,430 @@
+//! DHCPv4 clients of declared interfaces (`network.interface "eth0" { dhcp =
+//! true }`), driven by the loop: one UDP socket per interface (port 68,
+//! bound to the device, broadcast allowed) in the epoll set, the pure
+//! client of moonlit_net::dhcp told packets and deadlines. A lease is
+//! applied like a declared address: the network spec in force plus the
+//! leases is what the reconciler makes true, so a renewal that changes
+//! nothing touches nothing, and a lost lease removes exactly its settings.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
+use std::os::fd::{AsFd, OwnedFd};
+
+use moonlit_net::dhcp::{Client, Dest, Output};
+use moonlit_net::spec::RouteSpec;
+use moonlit_net::{DnsSpec, IpNet, LinkRef, NetworkSpec};
+use rustix::event::epoll::{self, EventData, EventFlags};
+use serde_json::{json, Value};
+
+use super::{now_ms, Init};
+
+/// epoll token of a DHCP socket: T_DHCP | run id.
+pub(crate) const T_DHCP: u64 = 4 << 32;
+
+#[derive(Default)]
+pub(crate) struct Dhcp {
+    runs: BTreeMap<String, Run>,
+    next_id: u32,
+}
+
+struct Run {
+    client: Client,
+    sock: Option<OwnedFd>,
+    id: u32,
+    carrier: bool,
+    /// Why the socket could not be opened (shown in status).
+    error: Option<String>,
+}
+
+fn open_socket(ifname: &str) -> Result<OwnedFd, String> {
+    use rustix::net::{sockopt, AddressFamily, SocketFlags, SocketType};
+    let s = rustix::net::socket_with(
+        AddressFamily::INET,
+        SocketType::DGRAM,
+        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+        None,
+    )
+    .map_err(|e| format!("socket: {e}"))?;
+    sockopt::set_socket_reuseaddr(&s, true).map_err(|e| format!("SO_REUSEADDR: {e}"))?;
+    sockopt::set_socket_broadcast(&s, true).map_err(|e| format!("SO_BROADCAST: {e}"))?;
+    nix::sys::socket::setsockopt(
+        &s,
+        nix::sys::socket::sockopt::BindToDevice,
+        &std::ffi::OsString::from(ifname),
+    )
+    .map_err(|e| format!("SO_BINDTODEVICE {ifname}: {e}"))?;
+    rustix::net::bind(
+        &s,
+        &SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, moonlit_net::dhcp::wire::CLIENT_PORT),
+    )
+    .map_err(|e| format!("bind 0.0.0.0:68: {e}"))?;
+    Ok(s)
+}
+
+fn mac_bytes(mac: Option<&str>) -> Option<[u8; 6]> {
+    moonlit_net::link::parse_mac(mac?)
+}
+
+impl Init {
+    /// After the network was applied: a client for each declared link with
+    /// `dhcp` that exists (and its socket), none for the others.
+    pub(crate) fn dhcp_sync(&mut self) {
+        let wanted: Vec<(String, moonlit_net::dhcp::DhcpConfig)> = self
+            .net
+            .spec
+            .links
+            .values()
+            .filter_map(|l| l.dhcp.clone().map(|d| (l.name.clone(), d)))
+            .collect();
+        // Clients of links no longer declared with dhcp: released, closed.
+        let gone: Vec<String> = self
+            .dhcp
+            .runs
+            .keys()
+            .filter(|n| !wanted.iter().any(|(w, _)| w == *n))
+            .cloned()
+            .collect();
+        for name in gone {
+            if let Some(mut run) = self.dhcp.runs.remove(&name) {
+                let out = run.client.release();
+                self.dhcp.runs.insert(name.clone(), run);
+                self.dhcp_outputs(&name, out);
+                if let Some(run) = self.dhcp.runs.remove(&name) {
+                    if let Some(s) = &run.sock {
+                        let _ = epoll::delete(&self.epoll, s);
+                    }
+                }
+                self.log(&format!("dhcp {name}: stopped"));
+                self.net.again = true;
+            }
+        }
+        let now = now_ms();
+        for (name, cfg) in wanted {
+            let link = match self.handle_link(&name) {
+                Some(l) => l,
+                None => continue, // not there yet: configured when it appears
+            };
+            if !self.dhcp.runs.contains_key(&name) {
+                let Some(mac) = mac_bytes(link.mac.as_deref()) else {
+                    self.log(&format!("dhcp {name}: the link has no MAC address"));
+                    continue;
+                };
+                self.dhcp.next_id += 1;
+                let seed = now ^ ((rustix::process::getpid().as_raw_nonzero().get() as u64) << 32);
+                self.dhcp.runs.insert(
+                    name.clone(),
+                    Run {
+                        client: Client::new(mac, cfg.clone(), seed),
+                        sock: None,
+                        id: self.dhcp.next_id,
+                        carrier: link.carrier,
+                        error: None,
+                    },
+                );
+            }
+            let Some(run) = self.dhcp.runs.get_mut(&name) else {
+                continue;
+            };
+            run.client.cfg = cfg;
+            if run.sock.is_none() {
+                match open_socket(&name) {
+                    Ok(s) => {
+                        if let Err(e) = epoll::add(
+                            &self.epoll,
+                            s.as_fd(),
+                            EventData::new_u64(T_DHCP | u64::from(run.id)),
+                            EventFlags::IN,
+                        ) {
+                            run.error = Some(format!("epoll: {e}"));
+                            continue;
+                        }
+                        run.sock = Some(s);
+                        run.error = None;
+                    }
+                    Err(e) => {
+                        if run.error.as_ref() != Some(&e) {
+                            self.log(&format!("dhcp {name}: {e}"));
+                        }
+                        if let Some(run) = self.dhcp.runs.get_mut(&name) {
+                            run.error = Some(e);
+                        }
+                        continue;
+                    }
+                }
+            }
+            let Some(run) = self.dhcp.runs.get_mut(&name) else {
+                continue;
+            };
+            // Carrier regained: ask again at once (keeping the lease until
+            // it is answered or expires).
+            let regained = link.carrier && !run.carrier;
+            run.carrier = link.carrier;
+            if run.client.deadline().is_none() || regained {
+                let out = run.client.start(now);
+                self.dhcp_outputs(&name, out);
+            }
+        }
+    }
+
+    fn handle_link(&mut self, name: &str) -> Option<moonlit_net::Link> {
+        let h = self.handle().ok()?;
+        h.link(&LinkRef::Name(name.to_string())).ok()
+    }
+
+    /// The earliest deadline of any client.
+    pub(crate) fn dhcp_deadline(&self) -> Option<u64> {
+        self.dhcp
+            .runs
+            .values()
+            .filter(|r| r.sock.is_some())
+            .filter_map(|r| r.client.deadline())
+            .min()
+    }
+
+    /// Due retransmissions and lease times.
+    pub(crate) fn dhcp_timers(&mut self) {
+        let now = now_ms();
+        let due: Vec<String> = self
+            .dhcp
+            .runs
+            .iter()
+            .filter(|(_, r)| r.sock.is_some() && r.client.deadline().is_some_and(|d| d <= now))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in due {
+            let out = match self.dhcp.runs.get_mut(&name) {
+                Some(r) => r.client.on_timer(now),
+                None => continue,
+            };
+            self.dhcp_outputs(&name, out);
+        }
+    }
+
+    /// A DHCP socket is readable.
+    pub(crate) fn on_dhcp(&mut self, id: u32) {
+        let Some(name) = self
+            .dhcp
+            .runs
+            .iter()
+            .find(|(_, r)| r.id == id)
+            .map(|(n, _)| n.clone())
+        else {
+            return;
+        };
+        let mut buf = vec![0u8; 1500];
+        for _ in 0..16 {
+            let got = match self.dhcp.runs.get(&name).and_then(|r| r.sock.as_ref()) {
+                Some(s) => rustix::net::recv(s, &mut buf[..], rustix::net::RecvFlags::empty()),
+                None => return,
+            };
+            let n = match got {
+                Ok((n, _)) => n,
+                Err(_) => return, // EAGAIN: drained
+            };
+            let now = now_ms();
+            let out = match self.dhcp.runs.get_mut(&name) {
+                Some(r) => r.client.on_packet(now, &buf[..n]),
+                None => return,
+            };
+            self.dhcp_outputs(&name, out);
+        }
+    }
+
+    fn dhcp_outputs(&mut self, name: &str, outs: Vec<Output>) {
+        for o in outs {
+            match o {
+                Output::Send(dest, bytes) => {
+                    let ip = match dest {
+                        Dest::Broadcast => Ipv4Addr::BROADCAST,
+                        Dest::Server(s) => s,
+                    };
+                    let to = SocketAddrV4::new(ip, moonlit_net::dhcp::wire::SERVER_PORT);
+                    let sent = match self.dhcp.runs.get(name).and_then(|r| r.sock.as_ref()) {
+                        Some(s) => {
+                            rustix::net::sendto(s, &bytes, rustix::net::SendFlags::empty(), &to)
+                                .map(|_| ())
+                                .map_err(|e| e.to_string())
+                        }
+                        None => Err("no socket".into()),
+                    };
+                    if let Err(e) = sent {
+                        if self.opts.debug {
+                            self.log(&format!("dhcp {name}: send to {to}: {e}"));
+                        }
+                    }
+                }
+                Output::Bound(l) => {
+                    self.log(&format!(
+                        "dhcp {name}: bound {}/{} from {} (lease {} s{})",
+                        l.address,
+                        l.prefix,
+                        l.server,
+                        l.lease_secs,
+                        l.routers
+                            .first()
+                            .map(|r| format!(", router {r}"))
+                            .unwrap_or_default()
+                    ));
+                    self.net.again = true;
+                }
+                Output::Renewed(l) => {
+                    if self.opts.debug {
+                        self.log(&format!(
+                            "dhcp {name}: renewed {} ({} s)",
+                            l.address, l.lease_secs
+                        ));
+                    }
+                }
+                Output::Lost(why) => {
+                    self.log(&format!("dhcp {name}: lease lost: {why}"));
+                    self.net.again = true;
+                }
+                Output::Note(n) => {
+                    if self.opts.debug {
+                        self.log(&format!("dhcp {name}: {n}"));
+                    }
+                }
+            }
+        }
+    }
+
+    /// `spec` with every lease in it: its address, its routes (classless
+    /// ones if given, else the default route via the first router), its MTU
+    /// where none is declared, its DNS servers and search domains.
+    pub(crate) fn effective_spec(&self, spec: &NetworkSpec) -> NetworkSpec {
+        let mut s = spec.clone();
+        for l in s.links.values_mut() {
+            let Some(cfg) = l.dhcp.clone() else { continue };
+            if l.up.is_none() {
+                l.up = Some(true);
+            }
+            let mut addresses = l.addresses.clone().unwrap_or_default();
+            let mut routes = l.routes.clone().unwrap_or_default();
+            if let Some(lease) = self
+                .dhcp
+                .runs
+                .get(&l.name)
+                .and_then(|r| r.client.lease.as_ref())
+            {
+                addresses.push(IpNet {
+                    addr: IpAddr::V4(lease.address),
+                    prefix: lease.prefix,
+                });
+                if cfg.use_routes {
+                    let route = |to: Option<IpNet>, via: Option<Ipv4Addr>| RouteSpec {
+                        family: moonlit_net::consts::AF_INET,
+                        to,
+                        via: via.map(IpAddr::V4),
+                        metric: None,
+                        src: None,
+                        scope: None,
+                        table: moonlit_net::consts::RT_TABLE_MAIN,
+                    };
+                    if !lease.classless.is_empty() {
+                        // RFC 3442: with option 121 the router option is ignored.
+                        for c in &lease.classless {
+                            let to = (c.prefix > 0).then_some(IpNet {
+                                addr: IpAddr::V4(c.dest),
+                                prefix: c.prefix,
+                            });
+                            let via = (!c.router.is_unspecified()).then_some(c.router);
+                            routes.push(route(to, via));
+                        }
+                    } else if let Some(gw) = lease.routers.first() {
+                        routes.push(route(None, Some(*gw)));
+                    }
+                }
+                if l.mtu.is_none() {
+                    l.mtu = lease.mtu.map(u32::from).filter(|m| *m >= 576);
+                }
+                if cfg.use_dns && (!lease.dns.is_empty() || !lease.search.is_empty()) {
+                    let d = s.dns.get_or_insert_with(|| DnsSpec {
+                        location: format!("dhcp {}", l.name),
+                        ..DnsSpec::default()
+                    });
+                    for n in &lease.dns {
+                        if !d.nameservers.contains(&IpAddr::V4(*n)) {
+                            d.nameservers.push(IpAddr::V4(*n));
+                        }
+                    }
+                    for sd in &lease.search {
+                        if !d.search.contains(sd) {
+                            d.search.push(sd.clone());
+                        }
+                    }
+                }
+            }
+            l.addresses = Some(addresses);
+            l.routes = Some(routes);
+        }
+        s
+    }
+
+    /// For `ctl status`: each client's phase and lease.
+    pub(crate) fn dhcp_status(&self) -> Value {
+        let now = now_ms();
+        let m: serde_json::Map<String, Value> = self
+            .dhcp
+            .runs
+            .iter()
+            .map(|(n, r)| {
+                let lease = r.client.lease.as_ref().map(|l| {
+                    json!({
+                        "address": format!("{}/{}", l.address, l.prefix),
+                        "server": l.server.to_string(),
+                        "routers": l.routers.iter().map(|x| x.to_string()).collect::<Vec<_>>(),
+                        "dns": l.dns.iter().map(|x| x.to_string()).collect::<Vec<_>>(),
+                        "search": l.search,
+                        "lease_s": l.lease_secs,
+                        "t1_in_ms": l.t1().saturating_sub(now),
+                        "t2_in_ms": l.t2().saturating_sub(now),
+                        "expires_in_ms": l.expiry().saturating_sub(now),
+                    })
+                });
+                (
+                    n.clone(),
+                    json!({"state": r.client.phase.name(), "lease": lease, "error": r.error}),
+                )
+            })
+            .collect();
+        Value::Object(m)
+    }
+
+    /// The clients, for the re-exec handover.
+    pub(crate) fn dhcp_clients(&self) -> Vec<(String, Client)> {
+        self.dhcp
+            .runs
+            .iter()
+            .map(|(n, r)| (n.clone(), r.client.clone()))
+            .collect()
+    }
+
+    /// Adopted clients (their sockets are opened by the next `dhcp_sync`).
+    pub(crate) fn dhcp_adopt(&mut self, clients: Vec<(String, Client)>) {
+        for (name, client) in clients {
+            self.dhcp.next_id += 1;
+            self.dhcp.runs.insert(
+                name,
+                Run {
+                    client,
+                    sock: None,
+                    id: self.dhcp.next_id,
+                    carrier: true,
+                    error: None,
+                },
+            );
+        }
+    }
+
+    /// Shutdown: RELEASE where asked.
+    pub(crate) fn dhcp_release_all(&mut self) {
+        let names: Vec<String> = self.dhcp.runs.keys().cloned().collect();
+        for n in names {
+            let out = match self.dhcp.runs.get_mut(&n) {
+                Some(r) => r.client.release(),
+                None => continue,
+            };
+            self.dhcp_outputs(&n, out);
+        }
+    }
+}

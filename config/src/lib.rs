@@ -8,6 +8,7 @@
 
 pub mod error;
 mod fdutil;
+pub mod health_logs;
 pub mod modules;
 pub mod plain;
 pub mod plan;

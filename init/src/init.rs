@@ -974,6 +974,7 @@ impl Init {
         let id = self.log_for(name)?;
         let log = self.logs.get_mut(&id).ok_or("log pipe vanished")?;
         log.set_file(spec.log_file.as_deref())?;
+        log.set_file_options(spec.log_rotate, spec.log_timestamps);
         log.console = spec.console;
         log.ring.set_cap(spec.log_buffer);
         let out = log.writer().map_err(|e| format!("log pipe: {e}"))?;
@@ -1005,6 +1006,13 @@ impl Init {
             return;
         };
         let lines = log.read_lines(1 << 20);
+        if let Some(e) = log.take_file_error() {
+            let m = format!("{}: {e}", log.service);
+            self.log(&m);
+        }
+        let Some(log) = self.logs.get_mut(&id) else {
+            return;
+        };
         if lines.is_empty() {
             return;
         }

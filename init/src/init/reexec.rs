@@ -442,6 +442,7 @@ impl Init {
             if let Some(l) = self.log_ids.get(&name).and_then(|id| self.logs.get_mut(id)) {
                 l.console = spec.console;
                 l.ring.set_cap(spec.log_buffer);
+                l.set_file_options(spec.log_rotate, spec.log_timestamps);
                 if let Err(e) = l.set_file(spec.log_file.as_deref()) {
                     self.log(&format!("{name}: {e}"));
                 }

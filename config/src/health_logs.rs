@@ -344,16 +344,15 @@ pub fn parse_health(v: Value) -> Result<HealthCheck, String> {
             }
         }
     }
-    let mut probe = match probes.len() {
-        1 => probes.remove(0),
-        0 => {
-            return Err(
+    let mut probe =
+        match probes.len() {
+            1 => probes.remove(0),
+            0 => return Err(
                 "health needs exec = {...}, tcp = PORT or path = FILE (e.g. health = { tcp = 80 })"
                     .into(),
-            )
-        }
-        _ => return Err("health takes one of exec, tcp or path, not several".into()),
-    };
+            ),
+            _ => return Err("health takes one of exec, tcp or path, not several".into()),
+        };
     match (&mut probe, host) {
         (HealthProbe::Tcp { host, .. }, h) => *host = h.unwrap_or_else(|| "127.0.0.1".into()),
         (_, Some(_)) => return Err("health.host goes with tcp".into()),
@@ -385,7 +384,15 @@ mod tests {
         ] {
             assert_eq!(size_of_str(s), Some(n), "{s}");
         }
-        for s in ["", "M", "10X", "1.5M", "-1", "10 MM", "99999999999999999999G"] {
+        for s in [
+            "",
+            "M",
+            "10X",
+            "1.5M",
+            "-1",
+            "10 MM",
+            "99999999999999999999G",
+        ] {
             assert_eq!(size_of_str(s), None, "{s}");
         }
     }

@@ -33,6 +33,7 @@ use crate::mode::Mode;
 use crate::shutdown::{self, Power};
 use crate::supervisor::{Action, Ms, State, Supervisor};
 
+mod health;
 mod network;
 mod ready;
 pub mod reexec;
@@ -160,6 +161,8 @@ pub struct Init {
     /// `ctl eval` tasks still running -> the client waiting for the result.
     evals: HashMap<TaskId, u64>,
     readiness: ready::Ready,
+    /// Health probes in progress.
+    health: health::Probes,
 }
 
 /// A service's Lua callbacks.
@@ -167,6 +170,7 @@ pub struct Init {
 struct Callbacks {
     on_start: Option<mlua::Function>,
     on_exit: Option<mlua::Function>,
+    on_health: Option<mlua::Function>,
 }
 
 fn log_line(console: &Rc<std::cell::RefCell<Console>>, msg: &str) {
@@ -268,6 +272,7 @@ impl Init {
             task_names: HashMap::new(),
             evals: HashMap::new(),
             readiness: ready::Ready::default(),
+            health: health::Probes::default(),
         };
         let control = match init.opts.inherited_control {
             Some(fd) => Ok(Control::adopt(
@@ -437,6 +442,8 @@ impl Init {
             self.watch_due,
             self.reexec_deadline(),
             self.readiness.next_probe,
+            self.sup.health_next(),
+            self.health.next_deadline(),
             match self.shutdown.as_ref().map(|s| s.phase) {
                 Some(Phase::Term { until }) | Some(Phase::Kill { until }) => Some(until),
                 _ => None,
@@ -489,6 +496,7 @@ impl Init {
                 d if d & !T_MASK == T_LOG => self.on_log((d & T_MASK) as u32),
                 d if d & !T_MASK == T_CLIENT => self.on_client(d & T_MASK, flags),
                 d if d & !T_MASK == ready::T_NOTIFY => self.on_notify(d),
+                d if d & !T_MASK == health::T_HEALTH => self.on_health_event(d),
                 _ => {}
             }
         }
@@ -500,6 +508,7 @@ impl Init {
     fn process(&mut self) {
         // Readiness probes (TCP connects to loopback), at most every 100 ms.
         self.probe_ready();
+        self.probe_health();
         for _ in 0..100 {
             let now = now_ms();
             let mut progressed = false;
@@ -588,6 +597,7 @@ impl Init {
         // Services that started in this turn get their first probe and a
         // wake-up for the next.
         self.probe_ready();
+        self.probe_health();
         self.check_ready();
         self.progress_shutdown();
         if let Some(c) = self.control.as_mut() {
@@ -836,6 +846,7 @@ impl Init {
     fn callback(&mut self, service: &str, which: &str, value: mlua::Value) {
         let f = self.callbacks.get(service).and_then(|c| match which {
             "on_start" => c.on_start.clone(),
+            "on_health" => c.on_health.clone(),
             _ => c.on_exit.clone(),
         });
         let Some(f) = f else { return };
@@ -865,8 +876,9 @@ impl Init {
                 let c = Callbacks {
                     on_start: get("on_start"),
                     on_exit: get("on_exit"),
+                    on_health: get("on_health"),
                 };
-                if c.on_start.is_some() || c.on_exit.is_some() {
+                if c.on_start.is_some() || c.on_exit.is_some() || c.on_health.is_some() {
                     cbs.insert(name.clone(), c);
                 }
             }
@@ -1113,6 +1125,9 @@ impl Init {
         if self.rescue_pid == Some(pid) {
             self.rescue_pid = None;
             self.log(&format!("rescue shell {status}"));
+            return;
+        }
+        if self.health_reaped(pid, status) {
             return;
         }
         if let Some(name) = self.sup.by_pid(pid).map(str::to_string) {
@@ -1370,6 +1385,7 @@ impl Init {
                     "last_exit": s.last_exit.map(|e| e.to_string()),
                     "last_exit_code": s.last_exit.map(|e| e.code()),
                     "location": s.spec.location,
+                    "health": health::status(s, now),
                 })
             })
             .collect();

@@ -414,7 +414,13 @@ mod tests {
         let mut l = ServiceLog::new("t", 1 << 16).expect("pipe");
         l.set_file(Some(p)).expect("open");
         let max = 16 * 1024;
-        l.set_file_options(Some(LogRotate { max_size: max, keep: 2 }), false);
+        l.set_file_options(
+            Some(LogRotate {
+                max_size: max,
+                keep: 2,
+            }),
+            false,
+        );
         let w = l.writer().expect("dup");
         let mut n = 0;
         for _ in 0..40 {
@@ -432,7 +438,10 @@ mod tests {
         for f in [format!("{p}.2"), format!("{p}.1"), p.to_string()] {
             let s = std::fs::read_to_string(&f).expect("read");
             assert!(s.len() as u64 <= max, "{f}: {} bytes", s.len());
-            assert!(s.len() as u64 > max / 2, "{f} is too small to have rotated at the limit");
+            assert!(
+                s.len() as u64 > max / 2,
+                "{f} is too small to have rotated at the limit"
+            );
             assert!(s.ends_with('\n'));
             all.push_str(&s);
         }

@@ -13,7 +13,7 @@ use moonlit_config::plan::{OnChange, Plan, Readiness, RestartPolicy, ServiceSpec
 use moonlit_config::spawn::ExitStatus;
 
 mod health;
-pub use health::{Health, HealthState};
+pub use health::HealthState;
 
 /// Milliseconds on the monotonic clock.
 pub type Ms = u64;

@@ -248,7 +248,13 @@ mod tests {
         let due = s.health_due(now);
         assert_eq!(due.len(), 1, "a probe is due at {now}");
         assert_eq!(due[0].1, 42);
-        s.health_result("w", 42, ok, Some(if ok { "fine" } else { "sick" }.into()), now)
+        s.health_result(
+            "w",
+            42,
+            ok,
+            Some(if ok { "fine" } else { "sick" }.into()),
+            now,
+        )
     }
 
     #[test]
@@ -276,7 +282,13 @@ mod tests {
         let w = &s.services["w"];
         assert_eq!(w.health.status, Health::Unhealthy);
         assert_eq!(w.restarts, 1, "a health restart counts as a restart");
-        assert!(matches!(w.state, State::Stopping { then_start: true, .. }));
+        assert!(matches!(
+            w.state,
+            State::Stopping {
+                then_start: true,
+                ..
+            }
+        ));
         assert!(s.health_due(1000).is_empty(), "no probes while stopping");
         // The stop ends; it is started again and starts over.
         s.exited(42, moonlit_config::spawn::ExitStatus::Signaled(15), 450);
@@ -307,11 +319,17 @@ mod tests {
         probe(&mut s, 100, false);
         let (a, change) = probe(&mut s, 200, false);
         assert_eq!(change, Some(false));
-        assert!(!a.iter().any(|a| matches!(a, Action::Signal { .. })), "{a:?}");
+        assert!(
+            !a.iter().any(|a| matches!(a, Action::Signal { .. })),
+            "{a:?}"
+        );
         let (a, change) = probe(&mut s, 300, false);
         assert!(a.is_empty() && change.is_none(), "no repeated logs");
         assert_eq!(s.services["w"].health.failures, 3);
-        assert!(matches!(s.services["w"].state, State::Running { pid: 42, .. }));
+        assert!(matches!(
+            s.services["w"].state,
+            State::Running { pid: 42, .. }
+        ));
         assert_eq!(s.services["w"].restarts, 0);
         assert_eq!(probe(&mut s, 400, true).1, Some(true));
         assert_eq!(s.services["w"].health.failures, 0);
@@ -350,7 +368,10 @@ mod tests {
         let (a, out) = s.apply(&plan, 200);
         assert!(a.is_empty(), "{a:?}");
         assert_eq!(out["w"], super::super::Outcome::Updated);
-        assert!(matches!(s.services["w"].state, State::Running { pid: 42, .. }));
+        assert!(matches!(
+            s.services["w"].state,
+            State::Running { pid: 42, .. }
+        ));
         assert_eq!(s.services["w"].health.status, Health::Starting);
         assert!(s.health_due(200).is_empty());
         assert_eq!(s.health_next(), Some(300));

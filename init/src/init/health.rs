@@ -19,7 +19,6 @@ use moonlit_config::plan::{HealthCheck, HealthProbe};
 use moonlit_config::spawn::{self, ExitStatus, SpawnSpec, StdioSpec};
 use rustix::event::epoll::{self, EventData, EventFlags};
 
-use super::ready::{check_probe, Probe};
 use super::{now_ms, Init, T_MASK};
 use crate::supervisor::Ms;
 
@@ -109,6 +108,27 @@ fn connect(
         Err(e) => Some(e),
     };
     Ok((fd, failed))
+}
+
+/// How a pending connect stands, without waiting: `None` still pending,
+/// else its outcome (SO_ERROR, read once: reading clears it).
+fn connect_done(fd: &OwnedFd) -> Option<Result<(), rustix::io::Errno>> {
+    let mut fds = [rustix::event::PollFd::new(
+        fd,
+        rustix::event::PollFlags::OUT,
+    )];
+    let zero = rustix::time::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    match rustix::event::poll(&mut fds, Some(&zero)) {
+        Ok(0) => None,
+        Ok(_) => Some(match rustix::net::sockopt::socket_error(fd) {
+            Ok(r) => r,
+            Err(e) => Err(e),
+        }),
+        Err(e) => Some(Err(e)),
+    }
 }
 
 fn secs(ms: Ms) -> String {
@@ -297,25 +317,19 @@ impl Init {
             Some(Run {
                 kind: RunKind::Tcp { fd, .. },
                 ..
-            }) => check_probe(fd),
+            }) => connect_done(fd),
             _ => return,
         };
-        if let Probe::Pending = state {
+        let Some(result) = state else {
             return;
-        }
+        };
         let Some(run) = self.health_take(&name) else {
             return;
         };
-        if let RunKind::Tcp { fd, target, .. } = run.kind {
-            let (ok, msg) = match state {
-                Probe::Connected => (true, String::new()),
-                _ => {
-                    let why = rustix::net::sockopt::socket_error(&fd)
-                        .ok()
-                        .and_then(Result::err)
-                        .map_or("failed".to_string(), |e| e.to_string());
-                    (false, format!("connect {target}: {why}"))
-                }
+        if let RunKind::Tcp { target, .. } = run.kind {
+            let (ok, msg) = match result {
+                Ok(()) => (true, String::new()),
+                Err(e) => (false, format!("connect {target}: {e}")),
             };
             self.health_done(&name, run.service_pid, ok, msg);
         }

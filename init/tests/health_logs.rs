@@ -518,3 +518,72 @@ fn a_bad_log_size_on_reload_is_rejected_and_pid_1_carries_on() {
     assert_eq!(sb.service("a")["pid"].as_u64(), pid);
     assert!(sb.ctl(&["status"]).status.success());
 }
+
+#[test]
+fn health_records_and_rotation_survive_a_reexec() {
+    let sb = Sandbox::start(
+        "healthreexec",
+        &[(
+            "services/w.lua",
+            r#"service "w" {
+  exec = { "/bin/sh", "-c", "i=0; while :; do i=$((i+1)); echo tick $i xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; sleep 0.01; done" },
+  console = false,
+  log_file = { path = "@DIR@/logs/w.log", max_size = "16K", keep = 2 },
+  health = { path = "@DIR@/config/w-ok", every = 0.2, retries = 2, action = "mark" },
+}
+"#,
+        )],
+    );
+    sb.ready();
+    // Unhealthy (no flag file yet), then healthy: a record worth keeping.
+    sb.wait_status("w unhealthy", 20, |s| health_of(s, "w") == "unhealthy");
+    std::fs::write(sb.path("config/w-ok"), "").expect("w-ok");
+    let st = sb.wait_status("w healthy", 20, |s| health_of(s, "w") == "healthy");
+    let pid = svc(&st, "w")["pid"].as_u64();
+    let before = history(&sb, "w");
+    assert_eq!(before, ["starting", "unhealthy", "healthy"]);
+    let out = sb.ctl(&["reexec"]);
+    assert!(
+        out.status.success(),
+        "reexec: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let w = sb.service("w");
+    assert_eq!(w["pid"].as_u64(), pid);
+    assert_eq!(history(&sb, "w"), before, "{w:#}");
+    assert_eq!(w["health"]["unhealthy_count"], 1);
+    // Probing goes on in the new image.
+    let checks = w["health"]["checks"].as_u64().expect("checks");
+    std::fs::remove_file(sb.path("config/w-ok")).expect("rm w-ok");
+    sb.wait_status("w unhealthy again after the re-exec", 20, |s| {
+        health_of(s, "w") == "unhealthy"
+            && svc(s, "w")["health"]["checks"].as_u64() > Some(checks + 1)
+    });
+    // Rotation went on across it: the files hold consecutive ticks.
+    let end = Instant::now() + Duration::from_secs(30);
+    while !sb.path("logs/w.log.2").exists() {
+        assert!(
+            Instant::now() < end,
+            "no second rotation:\n{}",
+            sb.console()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut all = String::new();
+    for f in ["logs/w.log.2", "logs/w.log.1", "logs/w.log"] {
+        let t = common::read(&sb.path(f));
+        assert!(t.len() <= 16 * 1024, "{f}: {} bytes", t.len());
+        all.push_str(&t);
+    }
+    let n: Vec<u64> = all
+        .lines()
+        .map(|l| {
+            let rest = l.strip_prefix("tick ").expect("tick");
+            rest.split(' ').next().expect("n").parse().expect("n")
+        })
+        .collect();
+    for w in n.windows(2) {
+        assert_eq!(w[0] + 1, w[1], "a gap or a duplicate at {}", w[0]);
+    }
+}

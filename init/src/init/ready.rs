@@ -30,7 +30,7 @@ pub(crate) struct Ready {
 }
 
 /// How one non-blocking TCP probe stands.
-pub(super) enum Probe {
+enum Probe {
     Connected,
     Pending,
     Failed,
@@ -58,7 +58,7 @@ fn start_probe(addr: std::net::SocketAddr) -> Result<(OwnedFd, Probe), rustix::i
 }
 
 /// Whether a pending connect finished, without waiting.
-pub(super) fn check_probe(fd: &OwnedFd) -> Probe {
+fn check_probe(fd: &OwnedFd) -> Probe {
     let mut fds = [rustix::event::PollFd::new(
         fd,
         rustix::event::PollFlags::OUT,

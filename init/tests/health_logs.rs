@@ -125,14 +125,14 @@ service "slow" {
     let st = sb.wait_status("r healthy again", 20, |s| health_of(s, "r") == "healthy");
     let restarts = svc(&st, "r")["restarts"].as_u64().expect("restarts");
     let h = history(&sb, "r");
-    let w = h
-        .windows(4)
-        .any(|w| w == ["healthy", "unhealthy", "starting", "healthy"]);
-    assert!(
-        w,
-        "transitions healthy -> unhealthy -> (new process) starting -> healthy: {h:?}"
+    // healthy -> unhealthy -> (the new process) starting -> ... -> healthy
+    // (one more unhealthy and starting if the file came back late).
+    assert_eq!(
+        h[..4],
+        ["starting", "healthy", "unhealthy", "starting"],
+        "{h:?}"
     );
-    assert_eq!(h[0], "starting", "{h:?}");
+    assert_eq!(h.last().map(String::as_str), Some("healthy"), "{h:?}");
     std::thread::sleep(Duration::from_millis(800));
     assert_eq!(sb.service("r")["restarts"].as_u64(), Some(restarts));
     assert!(sb.count("r: r up") >= 2, "{}", sb.console());
@@ -182,9 +182,12 @@ service "slow" {
             .collect()
     };
     assert_eq!(of("m"), ["m=true", "m=false", "m=true"], "{calls:?}");
+    // (More than one restart if the test was slow to put the file back.)
     let r = of("r");
     assert!(
-        r.len() >= 3 && r[..3] == ["r=true", "r=false", "r=true"],
+        r.len() >= 3
+            && r[..2] == ["r=true", "r=false"]
+            && r.last().map(String::as_str) == Some("r=true"),
         "{calls:?}"
     );
 
@@ -209,15 +212,25 @@ service "slow" {
         .unwrap_or("")
         .to_string();
     assert!(out.contains("timed out after 0.3 s"), "{out}");
-    let sleepers = sb
+    // Several of slow's checks have been killed by now: at most the one in
+    // flight (and one being killed) is left.
+    let checks = sb
         .ns_processes()
         .into_iter()
-        .filter(|p| p.2 == "sleep")
+        .filter(|p| p.1 != 'Z')
+        .filter(|p| {
+            std::fs::read(format!("/proc/{}/cmdline", p.0)).unwrap_or_default()
+                == b"/bin/sleep\x0030\x00"
+        })
         .count();
-    // r, m, t, slow and at most one check of slow in flight.
     assert!(
-        sleepers <= 5,
-        "killed checks are gone: {sleepers} sleep processes"
+        svc(&sb.status(), "slow")["health"]["checks"].as_u64() >= Some(3),
+        "{:#}",
+        sb.service("slow")
+    );
+    assert!(
+        checks <= 2,
+        "killed checks are gone: {checks} still running"
     );
     assert!(sb.ctl(&["status"]).status.success());
 }

@@ -9,6 +9,7 @@
 pub mod envfile;
 pub mod error;
 mod fdutil;
+pub mod health_logs;
 pub mod modules;
 pub mod plain;
 pub mod plan;

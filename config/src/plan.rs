@@ -12,6 +12,7 @@ use mlua::{Table, Value};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ConfigError, ErrorKind};
+pub use crate::health_logs::{HealthAction, HealthCheck, HealthProbe, LogRotate};
 use crate::runtime::RawDecl;
 use crate::spawn::parse_signal;
 
@@ -118,6 +119,15 @@ pub struct ServiceSpec {
     /// Privileges and isolation applied between clone and exec.
     #[serde(default)]
     pub sandbox: crate::spawn::Isolation,
+    /// Rotation of `log_file` (the table form with `max_size`).
+    #[serde(default)]
+    pub log_rotate: Option<LogRotate>,
+    /// Each line of `log_file` starts with the time PID 1 read it.
+    #[serde(default)]
+    pub log_timestamps: bool,
+    /// Probes after readiness, for the service's whole life.
+    #[serde(default)]
+    pub health: Option<HealthCheck>,
 }
 
 /// One resource limit: `None` keeps what the process inherits; `u64::MAX` is
@@ -263,6 +273,9 @@ impl ServiceSpec {
             env_inherit: Vec::new(),
             env_file: Vec::new(),
             sandbox: Default::default(),
+            log_rotate: None,
+            log_timestamps: false,
+            health: None,
         }
     }
 
@@ -341,6 +354,8 @@ const SERVICE_KEYS: &[&str] = &[
     "notify",
     "ready",
     "ready_timeout",
+    "health",
+    "on_health",
 ];
 
 struct Reader<'a> {
@@ -500,7 +515,8 @@ fn synonym(key: &str) -> Option<&'static str> {
         "timeoutstopsec" | "killtimeout" => "stop_timeout",
         "type" => "oneshot",
         "logfile" | "standardoutput" | "log" => "log_file",
-        "readiness" | "readycheck" | "healthcheck" => "ready",
+        "readiness" | "readycheck" => "ready",
+        "healthcheck" | "liveness" | "livenessprobe" => "health",
         _ => return None,
     })
 }
@@ -720,7 +736,16 @@ pub fn parse_service(
                     }
                 }
             }
-            "log_file" => spec.log_file = Some(r.string(&key, v)?),
+            "log_file" => {
+                let (path, rotate, stamps) =
+                    crate::health_logs::parse_log_file(v).map_err(|m| r.err(m))?;
+                spec.log_file = Some(path);
+                spec.log_rotate = rotate;
+                spec.log_timestamps = stamps;
+            }
+            "health" => {
+                spec.health = Some(crate::health_logs::parse_health(v).map_err(|m| r.err(m))?)
+            }
             "console" => spec.console = r.boolean(&key, v)?,
             "notify" => {
                 if r.boolean(&key, v)? {
@@ -781,7 +806,7 @@ pub fn parse_service(
             "ready_timeout" => spec.ready_timeout = r.seconds(&key, v)?,
             // Callbacks stay Lua functions; the init takes them from the
             // declaration (they are not part of the spec's identity).
-            "on_start" | "on_exit" => {
+            "on_start" | "on_exit" | "on_health" => {
                 if !matches!(v, Value::Function(_)) {
                     return Err(r.err(format!("{key} must be a function, got {}", v.type_name())));
                 }
@@ -846,6 +871,9 @@ pub fn parse_service(
     }
     if spec.exec.is_empty() {
         return Err(r.err("exec is required: the program and its arguments, e.g. exec = { \"/bin/daemon\", \"-f\" }"));
+    }
+    if spec.oneshot && spec.health.is_some() {
+        return Err(r.err("health checks are for long-running services, not a oneshot"));
     }
     if spec.oneshot && !restart_given {
         spec.restart = RestartPolicy::Never;

@@ -115,6 +115,18 @@ fn print_status(v: &Value) {
         if let Some(e) = s["last_exit"].as_str() {
             detail.push(format!("last {e}"));
         }
+        if let Some(h) = s["health"].as_object() {
+            let mut d = format!("health {}", h["state"].as_str().unwrap_or("?"));
+            if let Some(n) = h["failures"].as_u64().filter(|n| *n > 0) {
+                d.push_str(&format!(" ({n} failed in a row)"));
+            }
+            if let Some(o) = h["last_output"].as_str() {
+                let first = o.lines().next().unwrap_or("");
+                let cut: String = first.chars().take(60).collect();
+                d.push_str(&format!(": {cut}"));
+            }
+            detail.push(d);
+        }
         println!(
             "{:<20} {:<9} {:>8} {:>8}  {}",
             s["name"].as_str().unwrap_or("?"),

@@ -34,6 +34,7 @@ use crate::shutdown::{self, Power};
 use crate::supervisor::{Action, Ms, State, Supervisor};
 
 mod dhcp;
+mod health;
 mod network;
 mod ready;
 pub mod reexec;
@@ -165,6 +166,8 @@ pub struct Init {
     /// `ctl eval` tasks still running -> the client waiting for the result.
     evals: HashMap<TaskId, u64>,
     readiness: ready::Ready,
+    /// Health probes in progress.
+    health: health::Probes,
 }
 
 /// A service's Lua callbacks.
@@ -172,6 +175,7 @@ pub struct Init {
 struct Callbacks {
     on_start: Option<mlua::Function>,
     on_exit: Option<mlua::Function>,
+    on_health: Option<mlua::Function>,
 }
 
 fn log_line(console: &Rc<std::cell::RefCell<Console>>, msg: &str) {
@@ -275,6 +279,7 @@ impl Init {
             task_names: HashMap::new(),
             evals: HashMap::new(),
             readiness: ready::Ready::default(),
+            health: health::Probes::default(),
         };
         let control = match init.opts.inherited_control {
             Some(fd) => Ok(Control::adopt(
@@ -445,6 +450,8 @@ impl Init {
             self.dhcp_deadline(),
             self.reexec_deadline(),
             self.readiness.next_probe,
+            self.sup.health_next(),
+            self.health.next_deadline(),
             match self.shutdown.as_ref().map(|s| s.phase) {
                 Some(Phase::Term { until }) | Some(Phase::Kill { until }) => Some(until),
                 _ => None,
@@ -498,6 +505,7 @@ impl Init {
                 d if d & !T_MASK == T_CLIENT => self.on_client(d & T_MASK, flags),
                 d if d & !T_MASK == ready::T_NOTIFY => self.on_notify(d),
                 d if d & !T_MASK == dhcp::T_DHCP => self.on_dhcp((d & T_MASK) as u32),
+                d if d & !T_MASK == health::T_HEALTH => self.on_health_event(d),
                 _ => {}
             }
         }
@@ -510,6 +518,7 @@ impl Init {
         // Readiness probes (TCP connects to loopback), at most every 100 ms.
         self.probe_ready();
         self.dhcp_timers();
+        self.probe_health();
         for _ in 0..100 {
             let now = now_ms();
             let mut progressed = false;
@@ -598,6 +607,7 @@ impl Init {
         // Services that started in this turn get their first probe and a
         // wake-up for the next.
         self.probe_ready();
+        self.probe_health();
         self.check_ready();
         self.progress_shutdown();
         if let Some(c) = self.control.as_mut() {
@@ -846,6 +856,7 @@ impl Init {
     fn callback(&mut self, service: &str, which: &str, value: mlua::Value) {
         let f = self.callbacks.get(service).and_then(|c| match which {
             "on_start" => c.on_start.clone(),
+            "on_health" => c.on_health.clone(),
             _ => c.on_exit.clone(),
         });
         let Some(f) = f else { return };
@@ -875,8 +886,9 @@ impl Init {
                 let c = Callbacks {
                     on_start: get("on_start"),
                     on_exit: get("on_exit"),
+                    on_health: get("on_health"),
                 };
-                if c.on_start.is_some() || c.on_exit.is_some() {
+                if c.on_start.is_some() || c.on_exit.is_some() || c.on_health.is_some() {
                     cbs.insert(name.clone(), c);
                 }
             }
@@ -984,6 +996,7 @@ impl Init {
         let id = self.log_for(name)?;
         let log = self.logs.get_mut(&id).ok_or("log pipe vanished")?;
         log.set_file(spec.log_file.as_deref())?;
+        log.set_file_options(spec.log_rotate, spec.log_timestamps);
         log.console = spec.console;
         log.ring.set_cap(spec.log_buffer);
         let out = log.writer().map_err(|e| format!("log pipe: {e}"))?;
@@ -1018,6 +1031,13 @@ impl Init {
             return;
         };
         let lines = log.read_lines(1 << 20);
+        if let Some(e) = log.take_file_error() {
+            let m = format!("{}: {e}", log.service);
+            self.log(&m);
+        }
+        let Some(log) = self.logs.get_mut(&id) else {
+            return;
+        };
         if lines.is_empty() {
             return;
         }
@@ -1118,6 +1138,9 @@ impl Init {
         if self.rescue_pid == Some(pid) {
             self.rescue_pid = None;
             self.log(&format!("rescue shell {status}"));
+            return;
+        }
+        if self.health_reaped(pid, status) {
             return;
         }
         if let Some(name) = self.sup.by_pid(pid).map(str::to_string) {
@@ -1376,6 +1399,7 @@ impl Init {
                     "last_exit_code": s.last_exit.map(|e| e.code()),
                     "location": s.spec.location,
                     "env": self.env_names.get(&s.spec.name),
+                    "health": health::status(s, now),
                 })
             })
             .collect();

@@ -12,6 +12,9 @@ use std::collections::{BTreeMap, VecDeque};
 use moonlit_config::plan::{OnChange, Plan, Readiness, RestartPolicy, ServiceSpec};
 use moonlit_config::spawn::ExitStatus;
 
+mod health;
+pub use health::HealthState;
+
 /// Milliseconds on the monotonic clock.
 pub type Ms = u64;
 
@@ -113,6 +116,9 @@ pub struct Service {
     /// Its last `STATUS=` line (sd_notify).
     #[serde(default)]
     pub status_text: Option<String>,
+    /// Its health checks' record (see `health.rs`).
+    #[serde(default)]
+    pub health: HealthState,
 }
 
 fn yes() -> bool {
@@ -154,6 +160,7 @@ impl Service {
             ready: true,
             ready_deadline: None,
             status_text: None,
+            health: HealthState::default(),
         }
     }
     /// Sends its (current spec's) stop signal and waits `stop_timeout` for
@@ -440,6 +447,7 @@ impl Supervisor {
                 s.ready_deadline =
                     (!s.ready).then(|| now + s.spec.ready_timeout.as_millis() as u64);
                 s.status_text = None;
+                s.health.start_over(now);
             }
             Err((e, code)) => {
                 actions.push(Action::Log(format!("{name}: cannot start: {e}")));
@@ -729,6 +737,9 @@ impl Supervisor {
                             }
                         }
                         Outcome::Updated => {
+                            if s.spec.health != new.health {
+                                s.health.start_over(now);
+                            }
                             s.spec = new.clone();
                             s.pending = None;
                             if !s.spec.enabled && s.state.pid().is_some() {
@@ -837,6 +848,9 @@ mod tests {
             env_inherit: Vec::new(),
             env_file: Vec::new(),
             sandbox: Default::default(),
+            log_rotate: None,
+            log_timestamps: false,
+            health: None,
         }
     }
 

@@ -107,7 +107,7 @@ function moonlit.switch_root(root, init) end
 ---@field on_change? "restart"|"reload"|"defer" what a reload does on argv/env/cwd/user changes
 ---@field backoff? {initial?: number, max?: number, reset_after?: number}
 ---@field burst? {count?: integer, interval?: number}
----@field log_file? string
+---@field log_file? string|{path: string, max_size?: string|integer, keep?: integer, timestamps?: boolean} absolute path; with max_size ("10M"), rotated to path.1 ... path.KEEP (keep default 5)
 ---@field log_buffer? integer bytes kept for `ctl logs`
 ---@field console? boolean echo output on the console (default true)
 ---@field notify? boolean ready when it sends READY=1 on $NOTIFY_SOCKET (sd_notify)
@@ -115,6 +115,8 @@ function moonlit.switch_root(root, init) end
 ---@field ready_timeout? number seconds to get ready, else killed (default 30)
 ---@field on_start? fun(name: string, pid: integer) runs as a task after each start
 ---@field on_exit? fun(name: string, code: integer) runs as a task after each end
+---@field health? {exec?: string[], tcp?: integer, host?: string, path?: string, every?: number, timeout?: number, retries?: integer, action?: "restart"|"mark"} probes after readiness (every 10 s, timeout 2 s, 3 retries, "restart")
+---@field on_health? fun(name: string, ok: boolean) runs as a task when it becomes healthy or unhealthy
 
 ---Declares a service (in services/*.lua): `service "web" { exec = {...} }`.
 ---@param name string

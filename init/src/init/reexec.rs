@@ -22,14 +22,24 @@ use crate::mode::Mode;
 use crate::supervisor::{Service, Supervisor};
 
 /// The handover format this binary writes, and the newest it reads.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 /// The format a handover of this state needs: the lowest that can express it,
 /// so that a re-exec to an older binary works as long as nothing newer is in
 /// use. Format 2 added `ready = { path = ... }` (a variant format-1 readers
-/// cannot parse) and `limits` (a field they would drop).
+/// cannot parse) and `limits` (a field they would drop). Format 3 added
+/// health checks (and each service's health record) and log rotation and
+/// timestamps (fields a format-2 reader would drop).
 pub(crate) fn needed_format(sup: &crate::supervisor::Supervisor) -> u32 {
     use moonlit_config::plan::{Readiness, ServiceSpec};
+    let v3 = |s: &ServiceSpec| s.health.is_some() || s.log_rotate.is_some() || s.log_timestamps;
+    if sup
+        .services
+        .values()
+        .any(|s| v3(&s.spec) || s.pending.as_ref().is_some_and(v3))
+    {
+        return 3;
+    }
     let v2 =
         |s: &ServiceSpec| matches!(s.readiness, Readiness::Path { .. }) || !s.limits.is_empty();
     let uses_v2 = sup
@@ -452,6 +462,7 @@ impl Init {
             if let Some(l) = self.log_ids.get(&name).and_then(|id| self.logs.get_mut(id)) {
                 l.console = spec.console;
                 l.ring.set_cap(spec.log_buffer);
+                l.set_file_options(spec.log_rotate, spec.log_timestamps);
                 if let Err(e) = l.set_file(spec.log_file.as_deref()) {
                     self.log(&format!("{name}: {e}"));
                 }
@@ -580,6 +591,16 @@ mod tests {
             },
         );
         assert_eq!(needed_format(&sup), 2, "resource limits");
+        let web = sup.services.get_mut("web").expect("web");
+        web.spec.log_rotate = Some(moonlit_config::plan::LogRotate {
+            max_size: 1 << 20,
+            keep: 3,
+        });
+        assert_eq!(needed_format(&sup), 3, "log rotation");
+        let text = serde_json::to_string(&sup.services["web"]).expect("json");
+        let back: crate::supervisor::Service = serde_json::from_str(&text).expect("round trip");
+        assert_eq!(back.spec.log_rotate, sup.services["web"].spec.log_rotate);
+        assert_eq!(back.health.status.name(), "starting");
     }
 
     #[test]

@@ -195,7 +195,31 @@ impl Init {
         self.plan = c.plan;
         self.refresh_callbacks();
         self.perform(actions);
+        self.apply_log_settings();
         outcomes
+    }
+
+    /// Log settings are supervisor fields: a reload applies them to the
+    /// running services' pipes at once (file, rotation, timestamps, echo,
+    /// buffer size).
+    fn apply_log_settings(&mut self) {
+        let specs: Vec<(String, moonlit_config::ServiceSpec)> = self
+            .sup
+            .services
+            .iter()
+            .map(|(n, s)| (n.clone(), s.spec.clone()))
+            .collect();
+        for (name, spec) in specs {
+            let Some(l) = self.log_ids.get(&name).and_then(|id| self.logs.get_mut(id)) else {
+                continue;
+            };
+            l.console = spec.console;
+            l.ring.set_cap(spec.log_buffer);
+            l.set_file_options(spec.log_rotate, spec.log_timestamps);
+            if let Err(e) = l.set_file(spec.log_file.as_deref()) {
+                self.log(&format!("{name}: {e}"));
+            }
+        }
     }
 
     /// A reload transaction (SIGHUP, `ctl reload`, the watch). Returns the

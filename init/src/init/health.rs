@@ -264,8 +264,17 @@ impl Init {
             .map_err(|e| format!("memfd_create: {e}"))?;
         let dup = || out.try_clone().map_err(|e| format!("dup: {e}"));
         let mut s = SpawnSpec::new(argv.to_vec());
-        s.env = spec.env.clone();
+        // The service's environment, root and privileges. Not its private
+        // namespaces: a clone would make new ones, not join the service's
+        // (a probe of a `namespaces = { "net" }` service runs in PID 1's).
+        s.env = crate::envset::service_env(&spec, &self.rt.service_env())?;
         s.env.insert("MOONLIT_SERVICE".into(), name.to_string());
+        s.isolation = moonlit_config::spawn::Isolation {
+            capabilities: spec.sandbox.capabilities,
+            no_new_privs: spec.sandbox.no_new_privs,
+            root: spec.sandbox.root.clone(),
+            ..Default::default()
+        };
         s.cwd = spec.cwd.as_ref().map(PathBuf::from);
         s.user = spec.user.clone();
         s.group = spec.group.clone();

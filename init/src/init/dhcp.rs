@@ -102,7 +102,12 @@ impl Init {
         for (name, cfg) in wanted {
             let link = match self.handle_link(&name) {
                 Some(l) => l,
-                None => continue, // not there yet: configured when it appears
+                None => {
+                    if self.opts.debug {
+                        self.log(&format!("dhcp {name}: no such link yet"));
+                    }
+                    continue; // configured when it appears
+                }
             };
             if !self.dhcp.runs.contains_key(&name) {
                 let Some(mac) = mac_bytes(link.mac.as_deref()) else {
@@ -161,6 +166,14 @@ impl Init {
             run.carrier = link.carrier;
             if run.client.deadline().is_none() || regained {
                 let out = run.client.start(now);
+                self.log(&format!(
+                    "dhcp {name}: {}",
+                    if regained {
+                        "carrier back: asking again"
+                    } else {
+                        "discovering"
+                    }
+                ));
                 self.dhcp_outputs(&name, out);
             }
         }

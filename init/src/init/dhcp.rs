@@ -122,7 +122,7 @@ impl Init {
                         client: Client::new(mac, cfg.clone(), seed),
                         sock: None,
                         id: self.dhcp.next_id,
-                        carrier: link.carrier,
+                        carrier: false,
                         error: None,
                     },
                 );
@@ -164,12 +164,18 @@ impl Init {
             // it is answered or expires).
             let regained = link.carrier && !run.carrier;
             run.carrier = link.carrier;
+            // Without carrier a DISCOVER goes nowhere (and its retransmission
+            // would come seconds after the link is ready): wait for it.
+            if !link.carrier {
+                continue;
+            }
             if run.client.deadline().is_none() || regained {
+                let had_lease = run.client.lease.is_some();
                 let out = run.client.start(now);
                 self.log(&format!(
                     "dhcp {name}: {}",
-                    if regained {
-                        "carrier back: asking again"
+                    if had_lease {
+                        "carrier back: asking for the lease again"
                     } else {
                         "discovering"
                     }

@@ -593,12 +593,43 @@ fn the_configuration_guide_examples_pass_check() {
         .skip(1)
         .map(|b| b.split("```").next().unwrap_or(""))
         .collect();
-    assert_eq!(blocks.len(), 3, "init.lua, services and state examples");
+    // Whole files: init.lua, the services, the state module; the other
+    // blocks are one-line settings, each checked inside a service of its own.
+    let setting = |l: &str| {
+        l.split_once(" = ").is_some_and(|(k, _)| {
+            !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+        })
+    };
+    let (fragments, whole): (Vec<&str>, Vec<&str>) = blocks
+        .iter()
+        .partition(|b| b.lines().filter(|l| !l.trim().is_empty()).all(setting));
+    assert_eq!(
+        whole.len(),
+        3,
+        "init.lua, services and state examples: {whole:?}"
+    );
+    assert!(
+        !fragments.is_empty(),
+        "the setting examples (log_file, health)"
+    );
     let dir = common::scratch("guide");
     std::fs::create_dir_all(dir.join("services")).expect("mkdir");
-    std::fs::write(dir.join("init.lua"), blocks[0]).expect("write");
-    std::fs::write(dir.join("services/app.lua"), blocks[1]).expect("write");
-    std::fs::write(dir.join("services/state.lua"), blocks[2]).expect("write");
+    std::fs::write(dir.join("init.lua"), whole[0]).expect("write");
+    std::fs::write(dir.join("services/app.lua"), whole[1]).expect("write");
+    std::fs::write(dir.join("services/state.lua"), whole[2]).expect("write");
+    let mut frag_services = String::new();
+    let mut n = 0;
+    for line in fragments.iter().flat_map(|b| b.lines()) {
+        let setting = line.split("--").next().unwrap_or("").trim();
+        if setting.is_empty() {
+            continue;
+        }
+        n += 1;
+        frag_services.push_str(&format!(
+            "service \"frag{n}\" {{ exec = {{ \"/bin/true\" }}, {setting} }}\n"
+        ));
+    }
+    std::fs::write(dir.join("services/fragments.lua"), &frag_services).expect("write");
     let out = std::process::Command::new(common::BIN)
         .arg("check")
         .arg(&dir)
@@ -606,15 +637,18 @@ fn the_configuration_guide_examples_pass_check() {
         .expect("check");
     assert!(
         out.status.success(),
-        "{}{}",
+        "{}{}\n{frag_services}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("3 services (db migrate web), 0 errors"),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
+        stdout.contains(&format!("{} services", 3 + n)) && stdout.contains(", 0 errors"),
+        "{stdout}"
     );
+    for s in ["db", "migrate", "web"] {
+        assert!(stdout.contains(s), "{stdout}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

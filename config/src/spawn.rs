@@ -144,6 +144,9 @@ pub struct SpawnSpec {
     pub raw_argv: Option<Vec<std::ffi::OsString>>,
     /// Namespaces, mounts, chroot, capabilities, no_new_privs.
     pub isolation: Isolation,
+    /// A directory descriptor of the cgroup (v2) the child joins before it
+    /// does anything else: no process of a service runs outside its cgroup.
+    pub cgroup_fd: Option<RawFd>,
 }
 
 /// A namespace a service gets of its own (`namespaces = { "net" }`).
@@ -245,6 +248,7 @@ impl SpawnSpec {
             foreground: false,
             raw_argv: None,
             isolation: Isolation::default(),
+            cgroup_fd: None,
         }
     }
 }
@@ -470,6 +474,7 @@ const STAGE_CWD: i32 = 2;
 const STAGE_SETUP: i32 = 3;
 const STAGE_LIMIT: i32 = 4;
 const STAGE_ISOLATE: i32 = 5;
+const STAGE_CGROUP: i32 = 6;
 
 /// The isolation steps, for the error message of the one that failed.
 const ISOLATION_STEPS: &[&str] = &[
@@ -652,6 +657,7 @@ pub fn spawn(spec: SpawnSpec) -> Result<u32, SpawnError> {
         .map(|p| cstring(p, "read_only_paths", &argv0))
         .collect::<Result<Vec<CString>, _>>()?;
     let no_cwd = spec.cwd.is_none();
+    let cgroup_fd = spec.cgroup_fd;
     let umask = spec.umask;
     let rlimits = spec.rlimits;
     // For the error message only: the limits as the user wrote them.
@@ -701,6 +707,24 @@ pub fn spawn(spec: SpawnSpec) -> Result<u32, SpawnError> {
         // system calls on data prepared above (live until the parent
         // resumes) and stores into the two atomics.
         unsafe {
+            // Into its cgroup first ("0" is the writer itself): the child
+            // runs nothing of the service outside it.
+            if let Some(dir) = cgroup_fd {
+                let f = nix::libc::openat(
+                    dir,
+                    c"cgroup.procs".as_ptr(),
+                    nix::libc::O_WRONLY | nix::libc::O_CLOEXEC,
+                );
+                if f < 0 {
+                    return fail(STAGE_CGROUP, nix::errno::Errno::last_raw());
+                }
+                let w = nix::libc::write(f, b"0".as_ptr().cast(), 1);
+                let e = nix::errno::Errno::last_raw();
+                nix::libc::close(f);
+                if w != 1 {
+                    return fail(STAGE_CGROUP, e);
+                }
+            }
             for (target, src) in sources.iter().enumerate() {
                 if let Some(src) = *src {
                     if nix::libc::dup2(src, target as i32) < 0 {
@@ -1011,6 +1035,10 @@ pub fn spawn(spec: SpawnSpec) -> Result<u32, SpawnError> {
                     source: std::io::Error::new(source.kind(), format!("{which}: {source}")),
                 }
             }
+            STAGE_CGROUP => SpawnError::Exec {
+                argv0,
+                source: std::io::Error::new(source.kind(), format!("joining its cgroup: {source}")),
+            },
             STAGE_SETUP => SpawnError::Exec {
                 argv0,
                 source: std::io::Error::new(

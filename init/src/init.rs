@@ -33,6 +33,7 @@ use crate::mode::Mode;
 use crate::shutdown::{self, Power};
 use crate::supervisor::{Action, Ms, State, Supervisor};
 
+mod cgroup;
 mod dhcp;
 mod health;
 mod network;
@@ -47,6 +48,7 @@ const T_CONTROL: u64 = 2;
 const T_CONSOLE: u64 = 3;
 const T_WATCH: u64 = 4;
 const T_NETLINK: u64 = 5;
+const T_CGROUP: u64 = 6;
 /// Quiet period of the configuration watch.
 const WATCH_QUIET_MS: Ms = 300;
 const T_LOG: u64 = 1 << 32;
@@ -168,6 +170,8 @@ pub struct Init {
     readiness: ready::Ready,
     /// Health probes in progress.
     health: health::Probes,
+    /// The services' cgroups (or why there are none).
+    cg: crate::cgroup::Cgroups,
 }
 
 /// A service's Lua callbacks.
@@ -232,6 +236,7 @@ impl Init {
             .map_err(|e| format!("Lua runtime: {e}"))?;
 
         let uid = rustix::process::getuid().as_raw();
+        let cg = crate::cgroup::Cgroups::setup(opts.mode);
         let mut init = Init {
             opts,
             epoll,
@@ -280,7 +285,9 @@ impl Init {
             evals: HashMap::new(),
             readiness: ready::Ready::default(),
             health: health::Probes::default(),
+            cg,
         };
+        init.report_cgroups();
         let control = match init.opts.inherited_control {
             Some(fd) => Ok(Control::adopt(
                 crate::sys::own_fd(fd),
@@ -501,6 +508,7 @@ impl Init {
                 T_CONSOLE => self.console.borrow_mut().flush(),
                 T_WATCH => self.on_watch(),
                 T_NETLINK => self.on_netlink(),
+                T_CGROUP => self.on_cgroup_events(),
                 d if d & !T_MASK == T_LOG => self.on_log((d & T_MASK) as u32),
                 d if d & !T_MASK == T_CLIENT => self.on_client(d & T_MASK, flags),
                 d if d & !T_MASK == ready::T_NOTIFY => self.on_notify(d),
@@ -571,8 +579,9 @@ impl Init {
             let actions = self.sup.step(now);
             if !actions.is_empty() {
                 progressed = true;
+                self.perform(actions);
+                self.prune_cgroups();
             }
-            self.perform(actions);
             if let Some(code) = self.sup.main_exit.take() {
                 let code = match &self.opts.main_cmd {
                     Some(m) => crate::entry::remap(&m.remap, code),
@@ -928,6 +937,9 @@ impl Init {
                 Action::Log(m) => self.log(&m),
                 Action::Spawn(name) => {
                     let res = self.spawn_service(&name);
+                    let placed = res.as_ref().is_ok_and(|(_, c)| *c);
+                    self.sup.in_cgroup(&name, placed);
+                    let res = res.map(|(pid, _)| pid);
                     if let Ok(pid) = res {
                         if self.opts.debug {
                             self.log(&format!("{name}: started, pid {pid}"));
@@ -944,6 +956,12 @@ impl Init {
                     let Some(s) = Signal::from_named_raw(sig) else {
                         continue;
                     };
+                    // In its own cgroup: every process of it hears the
+                    // signal (KILL: the whole cgroup at once).
+                    let in_cg = self.sup.services.get(&service).is_some_and(|x| x.cgroup);
+                    if in_cg && self.cg.signal(&service, s) {
+                        continue;
+                    }
                     // The service leads its own session and process group:
                     // signal the group so its children hear it too.
                     if rustix::process::kill_process_group(p, s).is_err() {
@@ -980,7 +998,9 @@ impl Init {
         Ok(id)
     }
 
-    fn spawn_service(&mut self, name: &str) -> Result<u32, String> {
+    /// Starts a service's process: its pid, and whether it was placed in
+    /// its own cgroup.
+    fn spawn_service(&mut self, name: &str) -> Result<(u32, bool), String> {
         let spec = self
             .sup
             .services
@@ -988,10 +1008,11 @@ impl Init {
             .map(|s| s.spec.clone())
             .ok_or("unknown service")?;
         if spec.passthrough {
-            return crate::entry::spawn_main(&spec).map_err(|(e, code)| {
+            let pid = crate::entry::spawn_main(&spec).map_err(|(e, code)| {
                 self.spawn_code = code;
                 e
-            });
+            })?;
+            return Ok((pid, false));
         }
         let id = self.log_for(name)?;
         let log = self.logs.get_mut(&id).ok_or("log pipe vanished")?;
@@ -1023,7 +1044,10 @@ impl Init {
         }
         self.env_names
             .insert(name.to_string(), s.env.keys().cloned().collect());
-        spawn::spawn(s).map_err(|e| e.to_string())
+        let cg_dir = self.cgroup_for_spawn(name);
+        s.cgroup_fd = cg_dir.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
+        let pid = spawn::spawn(s).map_err(|e| e.to_string())?;
+        Ok((pid, cg_dir.is_some()))
     }
 
     fn on_log(&mut self, id: u32) {
@@ -1144,6 +1168,7 @@ impl Init {
             return;
         }
         if let Some(name) = self.sup.by_pid(pid).map(str::to_string) {
+            self.cgroup_after_exit(&name);
             // What the service printed last is shown before its exit is.
             if let Some(id) = self.log_ids.get(&name).copied() {
                 self.on_log(id);
@@ -1400,6 +1425,7 @@ impl Init {
                     "location": s.spec.location,
                     "env": self.env_names.get(&s.spec.name),
                     "health": health::status(s, now),
+                    "cgroup": self.cgroup_json(&s.spec.name),
                 })
             })
             .collect();
@@ -1413,6 +1439,7 @@ impl Init {
             "shutting_down": self.shutdown.is_some(),
             "config_dir": self.opts.config_dir.display().to_string(),
             "services": services,
+            "cgroups": self.cgroups_json(),
             "errors": self.config_errors.iter().map(|e| e.message.clone()).collect::<Vec<_>>(),
             "lua_errors": self.lua_errors.iter().cloned().collect::<Vec<_>>(),
             "orphans_reaped": self.orphans,

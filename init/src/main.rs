@@ -10,6 +10,7 @@
 #[global_allocator]
 static ALLOC: moonlit_sys::alloc::Alloc = moonlit_sys::alloc::Alloc::new();
 
+mod cgroup;
 mod console;
 mod control;
 mod ctl;
@@ -304,6 +305,8 @@ fn run(args: &[String], mask: &SigSet) -> i32 {
         eprintln!("moonlit: unshare(pid, mount, uts, ipc, net): {e}");
         return 70;
     }
+    // The sandbox's own cgroup on the host, removed when it ends.
+    let cg_dir = cgroup::sandbox_cgroup(rustix::process::getpid().as_raw_nonzero().get() as u32);
     match sys::fork_process() {
         Ok(sys::Forked::Child) => {
             // If `moonlit run` dies, the whole sandbox goes with it.
@@ -311,15 +314,31 @@ fn run(args: &[String], mask: &SigSet) -> i32 {
                 rustix::process::Signal::KILL,
             ));
             let t0 = now_ms();
+            cgroup::sandbox_prepare(&cg_dir);
             let (_m, errors) = stage1::sandbox();
             for e in &errors {
                 eprintln!("moonlit: sandbox stage 1: {e}");
             }
+            cgroup::sandbox_mount();
             opts.mode = Mode::Sandbox;
             let stage1_ms = now_ms().saturating_sub(t0);
             start_init(opts, mask, t0, stage1_ms)
         }
-        Ok(sys::Forked::Parent(child)) => sandbox_parent(child, mask),
+        Ok(sys::Forked::Parent(child)) => {
+            let code = sandbox_parent(child, mask);
+            if let Ok(d) = &cg_dir {
+                // The namespace's processes die with its PID 1; give them
+                // a moment to leave their cgroups.
+                for _ in 0..100 {
+                    cgroup::remove_tree(d);
+                    if !d.exists() {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+            }
+            code
+        }
         Err(e) => {
             eprintln!("moonlit: fork: {e}");
             70

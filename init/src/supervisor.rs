@@ -119,6 +119,16 @@ pub struct Service {
     /// Its health checks' record (see `health.rs`).
     #[serde(default)]
     pub health: HealthState,
+    /// It runs in its own cgroup (told by the loop at each spawn).
+    #[serde(default)]
+    pub cgroup: bool,
+    /// Its cgroup still holds a process (told by the loop).
+    #[serde(default)]
+    pub populated: bool,
+    /// The first pid ended but the cgroup still holds processes: the end
+    /// counts once the cgroup is empty, with this status.
+    #[serde(default)]
+    pub main_gone: Option<ExitStatus>,
 }
 
 fn yes() -> bool {
@@ -161,6 +171,9 @@ impl Service {
             ready_deadline: None,
             status_text: None,
             health: HealthState::default(),
+            cgroup: false,
+            populated: false,
+            main_gone: None,
         }
     }
     /// Sends its (current spec's) stop signal and waits `stop_timeout` for
@@ -265,7 +278,7 @@ impl Supervisor {
     pub fn by_pid(&self, pid: u32) -> Option<&str> {
         self.services
             .iter()
-            .find(|(_, s)| s.state.pid() == Some(pid))
+            .find(|(_, s)| s.state.pid() == Some(pid) && s.main_gone.is_none())
             .map(|(n, _)| n.as_str())
     }
 
@@ -464,12 +477,61 @@ impl Supervisor {
         Some(self.ended(&name, status, now))
     }
 
+    /// The loop placed the service's new process in its own cgroup (or not).
+    pub fn in_cgroup(&mut self, name: &str, cgroup: bool) {
+        if let Some(s) = self.services.get_mut(name) {
+            s.cgroup = cgroup;
+            s.populated = cgroup;
+            s.main_gone = None;
+        }
+    }
+
+    /// The loop read the service's `cgroup.events`: `populated` or not. An
+    /// emptied cgroup whose first pid already ended completes that end.
+    pub fn cgroup_populated(&mut self, name: &str, populated: bool, now: Ms) -> Vec<Action> {
+        let Some(s) = self.services.get_mut(name) else {
+            return Vec::new();
+        };
+        s.populated = populated;
+        if populated {
+            return Vec::new();
+        }
+        match s.main_gone.take() {
+            Some(status) => self.ended(name, status, now),
+            None => Vec::new(),
+        }
+    }
+
     fn ended(&mut self, name: &str, status: ExitStatus, now: Ms) -> Vec<Action> {
         let mut actions = Vec::new();
         let shutting_down = self.shutting_down;
         let Some(s) = self.services.get_mut(name) else {
             return actions;
         };
+        // Its cgroup still holds processes: the service is what is in the
+        // cgroup, so it has not ended yet. A stop goes on (the timeout
+        // kills the whole cgroup); a service whose first pid ended on its
+        // own has what it left behind killed.
+        if s.cgroup && s.populated && s.main_gone.is_none() {
+            if let State::Running { pid, .. } | State::Stopping { pid, .. } = s.state {
+                s.main_gone = Some(status);
+                if matches!(s.state, State::Running { .. }) {
+                    actions.push(Action::Log(format!(
+                        "{name}: main process {status}; killing what is left in its cgroup"
+                    )));
+                    actions.push(Action::Signal {
+                        service: name.to_string(),
+                        pid,
+                        sig: 9,
+                    });
+                } else {
+                    actions.push(Action::Log(format!(
+                        "{name}: main process {status}; waiting for its cgroup to empty"
+                    )));
+                }
+                return actions;
+            }
+        }
         s.last_exit = Some(status);
         let state = s.state.clone();
         match state {

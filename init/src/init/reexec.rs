@@ -450,6 +450,22 @@ impl Init {
             c.errors.clone()
         };
         self.sup = Supervisor::restore(h.services, &c.plan);
+        // Their cgroups are where they were: watch them again.
+        let in_cg: Vec<String> = self
+            .sup
+            .services
+            .iter()
+            .filter(|(_, s)| s.cgroup)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for n in in_cg {
+            self.cg.watch(&n);
+            let populated = self.cg.populated(&n);
+            let actions = self
+                .sup
+                .cgroup_populated(&n, populated, crate::init::now_ms());
+            self.perform(actions);
+        }
         let outcomes = self.commit(c);
         // Log files and console echo as the (re-read) specs say.
         let specs: Vec<(String, moonlit_config::ServiceSpec)> = self

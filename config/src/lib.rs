@@ -6,6 +6,7 @@
 //! validated plan ([`plan`]). Does not own the event loop, supervision or
 //! the control socket: those live in the `moonlit` binary (`init/`).
 
+pub mod cgroup_limits;
 pub mod envfile;
 pub mod error;
 mod fdutil;

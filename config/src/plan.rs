@@ -11,6 +11,7 @@ use std::time::Duration;
 use mlua::{Table, Value};
 use serde::{Deserialize, Serialize};
 
+pub use crate::cgroup_limits::CgroupLimits;
 use crate::error::{ConfigError, ErrorKind};
 pub use crate::health_logs::{HealthAction, HealthCheck, HealthProbe, LogRotate};
 use crate::runtime::RawDecl;
@@ -128,6 +129,16 @@ pub struct ServiceSpec {
     /// Probes after readiness, for the service's whole life.
     #[serde(default)]
     pub health: Option<HealthCheck>,
+    /// `type = "forking"`: the started process daemonizes and exits 0; the
+    /// service is what stays in its cgroup (or the pid in `pid_file`).
+    #[serde(default)]
+    pub forking: bool,
+    /// Where a forking daemon writes its main pid.
+    #[serde(default)]
+    pub pid_file: Option<String>,
+    /// cgroup v2 limits of the service's cgroup (applied live on reload).
+    #[serde(default)]
+    pub cgroup: CgroupLimits,
 }
 
 /// One resource limit: `None` keeps what the process inherits; `u64::MAX` is
@@ -276,6 +287,9 @@ impl ServiceSpec {
             log_rotate: None,
             log_timestamps: false,
             health: None,
+            forking: false,
+            pid_file: None,
+            cgroup: CgroupLimits::default(),
         }
     }
 
@@ -302,6 +316,8 @@ impl ServiceSpec {
             || self.umask != other.umask
             || self.limits != other.limits
             || self.oneshot != other.oneshot
+            || self.forking != other.forking
+            || self.pid_file != other.pid_file
     }
 
     /// Equal as far as the running system is concerned (location aside).
@@ -341,6 +357,9 @@ const SERVICE_KEYS: &[&str] = &[
     "after",
     "requires",
     "oneshot",
+    "type",
+    "pid_file",
+    "cgroup",
     "main",
     "enabled",
     "on_change",
@@ -513,7 +532,9 @@ fn synonym(key: &str) -> Option<&'static str> {
         "restartpolicy" => "restart",
         "killsignal" | "stopsig" => "stop_signal",
         "timeoutstopsec" | "killtimeout" => "stop_timeout",
-        "type" => "oneshot",
+        "servicetype" | "kind" => "type",
+        "pidfile" => "pid_file",
+        "cgroups" | "resources" | "resourcelimits" => "cgroup",
         "logfile" | "standardoutput" | "log" => "log_file",
         "readiness" | "readycheck" => "ready",
         "healthcheck" | "liveness" | "livenessprobe" => "health",
@@ -628,6 +649,27 @@ pub fn parse_service(
             "after" => spec.after = r.list(&key, v)?,
             "requires" => spec.requires = r.list(&key, v)?,
             "oneshot" => spec.oneshot = r.boolean(&key, v)?,
+            "type" => match r.string(&key, v)?.as_str() {
+                "simple" => {}
+                "oneshot" => spec.oneshot = true,
+                "forking" => spec.forking = true,
+                "notify" => spec.readiness = Readiness::Notify,
+                other => {
+                    return Err(r.err(format!(
+                        "type must be \"simple\", \"forking\", \"oneshot\" or \"notify\", got \"{other}\""
+                    )))
+                }
+            },
+            "pid_file" => {
+                let p = r.string(&key, v)?;
+                if !p.starts_with('/') {
+                    return Err(r.err(format!("pid_file must be an absolute path, got \"{p}\"")));
+                }
+                spec.pid_file = Some(p);
+            }
+            "cgroup" => {
+                spec.cgroup = crate::cgroup_limits::parse_cgroup(v).map_err(|m| r.err(m))?
+            }
             "main" => spec.main = r.boolean(&key, v)?,
             "enabled" => spec.enabled = r.boolean(&key, v)?,
             "on_change" => {
@@ -866,11 +908,20 @@ pub fn parse_service(
             return Err(r.err(format!("env must be a table, got {}", v.type_name())));
         }
     }
-    if body.contains_key("notify").unwrap_or(false) && body.contains_key("ready").unwrap_or(false) {
+    let type_notify = matches!(body.get::<Value>("type"), Ok(Value::String(t)) if t.to_str().is_ok_and(|t| t == "notify"));
+    if (body.contains_key("notify").unwrap_or(false) || type_notify)
+        && body.contains_key("ready").unwrap_or(false)
+    {
         return Err(r.err("give either notify = true or ready = { ... }, not both"));
     }
     if spec.exec.is_empty() {
         return Err(r.err("exec is required: the program and its arguments, e.g. exec = { \"/bin/daemon\", \"-f\" }"));
+    }
+    if spec.forking && spec.oneshot {
+        return Err(r.err("a service is either type = \"forking\" or a oneshot, not both"));
+    }
+    if spec.pid_file.is_some() && !spec.forking {
+        return Err(r.err("pid_file goes with type = \"forking\""));
     }
     if spec.oneshot && spec.health.is_some() {
         return Err(r.err("health checks are for long-running services, not a oneshot"));

@@ -106,7 +106,23 @@ struct Shared {
     config_dir: std::path::PathBuf,
     /// `moonlit.setenv`: variables for every service started afterwards.
     service_env: std::collections::BTreeMap<String, String>,
+    /// `moonlit.service_stats`: the init's reader of a service's cgroup.
+    stats: Option<StatsFn>,
 }
+
+/// A service's live cgroup figures (`None`: the file is absent, its
+/// controller not enabled here).
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ServiceStats {
+    pub memory_current: Option<u64>,
+    pub cpu_usage_usec: Option<u64>,
+    pub pids_current: Option<u64>,
+    pub populated: bool,
+    pub oom_kills: Option<u64>,
+}
+
+/// Reads a service's figures by name, or says why there are none.
+pub type StatsFn = Rc<dyn Fn(&str) -> Result<ServiceStats, String>>;
 
 struct Budget {
     used: Cell<u64>,
@@ -479,6 +495,30 @@ impl Runtime {
         m.set(
             "getenv",
             lua.create_function(move |_, k: String| Ok(sh.borrow().service_env.get(&k).cloned()))?,
+        )?;
+        let sh = shared.clone();
+        m.set(
+            "service_stats",
+            // A table of figures, or nil and the reason there is none.
+            lua.create_function(move |lua, name: String| {
+                let reader = sh.borrow().stats.clone();
+                let res = match reader {
+                    Some(f) => f(&name),
+                    None => Err("cgroups are not set up".to_string()),
+                };
+                match res {
+                    Ok(st) => {
+                        let t = lua.create_table()?;
+                        t.set("memory_current", st.memory_current)?;
+                        t.set("cpu_usage_usec", st.cpu_usage_usec)?;
+                        t.set("pids_current", st.pids_current)?;
+                        t.set("populated", st.populated)?;
+                        t.set("oom_kills", st.oom_kills)?;
+                        Ok((Value::Table(t), Value::Nil))
+                    }
+                    Err(e) => Ok((Value::Nil, Value::String(lua.create_string(e)?))),
+                }
+            })?,
         )?;
         g.set("moonlit", m)?;
 
@@ -1114,6 +1154,11 @@ impl Runtime {
     /// What `moonlit.setenv` set, for the services started from now on.
     pub fn service_env(&self) -> std::collections::BTreeMap<String, String> {
         self.shared.borrow().service_env.clone()
+    }
+
+    /// Where `moonlit.service_stats` reads from.
+    pub fn set_stats_reader(&self, f: StatsFn) {
+        self.shared.borrow_mut().stats = Some(f);
     }
 
     /// Restores `moonlit.setenv`'s variables (after a re-exec).

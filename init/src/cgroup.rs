@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{inotify, Mode as FMode, OFlags};
 
 use crate::mode::Mode;
+use moonlit_config::cgroup_limits::Setting;
 
 /// `CGROUP2_SUPER_MAGIC` (linux/magic.h).
 const CGROUP2_MAGIC: i64 = 0x6367_7270;
@@ -174,15 +175,8 @@ pub fn sandbox_mount() {
 }
 
 /// Live cgroup figures of one service (`None`: the file is absent, its
-/// controller not enabled).
-#[derive(Debug, Default, Clone, serde::Serialize)]
-pub struct Stats {
-    pub memory_current: Option<u64>,
-    pub cpu_usage_usec: Option<u64>,
-    pub pids_current: Option<u64>,
-    pub populated: bool,
-    pub oom_kills: Option<u64>,
-}
+/// controller not enabled). Shared with Lua's `moonlit.service_stats`.
+pub use moonlit_config::runtime::ServiceStats as Stats;
 
 /// The cgroup tree moonlit manages.
 #[derive(Debug, Default)]
@@ -195,6 +189,8 @@ pub struct Cgroups {
     pub controllers: Vec<String>,
     inotify: Option<OwnedFd>,
     watches: HashMap<i32, String>,
+    /// Each service's `memory.events` oom_kill count when its run began.
+    oom_base: HashMap<String, u64>,
     /// What the set-up did, for the log.
     pub notes: Vec<String>,
 }
@@ -411,19 +407,83 @@ impl Cgroups {
 
     /// The figures `ctl status` shows.
     pub fn stats(&self, service: &str) -> Option<Stats> {
-        let dir = self.dir(service).filter(|d| d.is_dir())?;
-        let one = |f: &str| {
-            std::fs::read_to_string(dir.join(f))
-                .ok()
-                .and_then(|t| t.trim().parse().ok())
+        read_stats(&self.dir(service)?)
+    }
+
+    /// A reader of any service's figures by name, for Lua (it holds only
+    /// the root path: no borrow of the loop's state).
+    pub fn stats_reader(&self) -> impl Fn(&str) -> Result<Stats, String> + 'static {
+        let root = self.root.clone();
+        let off = self.off_reason.clone();
+        move |service: &str| {
+            let Some(root) = &root else {
+                return Err(format!(
+                    "cgroups are off: {}",
+                    off.as_deref().unwrap_or("not set up")
+                ));
+            };
+            if service.is_empty() || service.contains('/') || service.starts_with('.') {
+                return Err(format!("\"{service}\" is not a service name"));
+            }
+            read_stats(&root.join(format!("{service}.service")))
+                .ok_or_else(|| format!("service \"{service}\" has no cgroup"))
+        }
+    }
+
+    /// Writes limits to the service's cgroup. Every setting whose
+    /// controller is enabled is written (unset ones get the kernel's
+    /// default back); a limit that was set but whose controller is missing
+    /// is an error naming it.
+    pub fn apply_limits(&self, service: &str, settings: &[Setting]) -> Result<(), String> {
+        let dir = self
+            .dir(service)
+            .ok_or_else(|| "cgroups are off".to_string())?;
+        let mut missing = Vec::new();
+        for st in settings {
+            if !self.controllers.iter().any(|c| c == st.controller) {
+                if st.set {
+                    missing.push(format!(
+                        "cgroup.{} needs the {} controller",
+                        st.key, st.controller
+                    ));
+                }
+                continue;
+            }
+            write_file(&dir.join(st.file), "writing", &st.value)
+                .map_err(|e| format!("cgroup.{} = {}: {e}", st.key, st.value))?;
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let avail = if self.controllers.is_empty() {
+            "none".to_string()
+        } else {
+            self.controllers.join(", ")
         };
-        Some(Stats {
-            memory_current: one("memory.current"),
-            cpu_usage_usec: Self::read_key(&dir.join("cpu.stat"), "usage_usec"),
-            pids_current: one("pids.current"),
-            populated: self.populated(service),
-            oom_kills: Self::read_key(&dir.join("memory.events"), "oom_kill"),
-        })
+        Err(format!(
+            "{}, which this system does not offer here (controllers: {avail})",
+            missing.join("; ")
+        ))
+    }
+
+    /// Starts counting OOM kills of the service's run from now.
+    pub fn oom_mark(&mut self, service: &str) {
+        let n = self.oom_kills(service).unwrap_or(0);
+        self.oom_base.insert(service.to_string(), n);
+    }
+
+    /// Whether the kernel OOM-killed a process of the service since
+    /// [`Self::oom_mark`] (then counts from the new total).
+    pub fn oom_since_mark(&mut self, service: &str) -> bool {
+        let Some(n) = self.oom_kills(service) else {
+            return false;
+        };
+        let base = self.oom_base.insert(service.to_string(), n).unwrap_or(0);
+        n > base
+    }
+
+    fn oom_kills(&self, service: &str) -> Option<u64> {
+        Self::read_key(&self.dir(service)?.join("memory.events"), "oom_kill")
     }
 
     /// The services whose cgroups are watched.
@@ -453,4 +513,23 @@ impl Cgroups {
         }
         std::fs::remove_dir(&dir).is_ok() || !dir.exists()
     }
+}
+
+/// Reads the figures of the cgroup at `dir` (`None`: no such cgroup).
+fn read_stats(dir: &Path) -> Option<Stats> {
+    if !dir.is_dir() {
+        return None;
+    }
+    let one = |f: &str| {
+        std::fs::read_to_string(dir.join(f))
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+    };
+    Some(Stats {
+        memory_current: one("memory.current"),
+        cpu_usage_usec: Cgroups::read_key(&dir.join("cpu.stat"), "usage_usec"),
+        pids_current: one("pids.current"),
+        populated: Cgroups::read_key(&dir.join("cgroup.events"), "populated") == Some(1),
+        oom_kills: Cgroups::read_key(&dir.join("memory.events"), "oom_kill"),
+    })
 }

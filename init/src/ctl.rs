@@ -97,6 +97,20 @@ fn print_status(v: &Value) {
             "booting"
         }
     );
+    let cg = &v["cgroups"];
+    match (cg["enabled"].as_bool(), cg["reason"].as_str()) {
+        (Some(true), _) => {
+            let ctl: Vec<&str> = cg["controllers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            println!("cgroups: on (controllers: {})", ctl.join(" "));
+        }
+        (Some(false), Some(r)) => println!("cgroups: off: {r}"),
+        _ => {}
+    }
     println!(
         "{:<20} {:<9} {:>8} {:>8}  DETAIL",
         "SERVICE", "STATE", "PID", "RESTARTS"
@@ -113,7 +127,25 @@ fn print_status(v: &Value) {
             detail.push("needs restart".into());
         }
         if let Some(e) = s["last_exit"].as_str() {
-            detail.push(format!("last {e}"));
+            match s["last_exit_reason"].as_str() {
+                Some("oom") => detail.push(format!("last {e}, OOM-killed")),
+                _ => detail.push(format!("last {e}")),
+            }
+        }
+        if let Some(c) = s["cgroup"].as_object() {
+            let mut figs = Vec::new();
+            if let Some(m) = c["memory_current"].as_u64() {
+                figs.push(format!("mem {}", human_bytes(m)));
+            }
+            if let Some(u) = c["cpu_usage_usec"].as_u64() {
+                figs.push(format!("cpu {:.2}s", u as f64 / 1e6));
+            }
+            if let Some(p) = c["pids_current"].as_u64() {
+                figs.push(format!("pids {p}"));
+            }
+            if !figs.is_empty() {
+                detail.push(figs.join(" "));
+            }
         }
         if let Some(h) = s["health"].as_object() {
             let mut d = format!("health {}", h["state"].as_str().unwrap_or("?"));
@@ -360,4 +392,22 @@ fn print_reload(v: &Value) {
 fn usage(msg: &str) -> i32 {
     eprintln!("moonlit ctl: {msg}\n{USAGE}");
     2
+}
+
+/// "12.3M"-style bytes for the status table.
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["K", "M", "G", "T"];
+    if n < 1024 {
+        return format!("{n}B");
+    }
+    let mut v = n as f64;
+    let mut unit = "B";
+    for u in UNITS {
+        if v < 1024.0 {
+            break;
+        }
+        v /= 1024.0;
+        unit = u;
+    }
+    format!("{v:.1}{unit}")
 }

@@ -863,6 +863,17 @@ impl Init {
     /// Runs a service's callback as a task: `f(name, value)`. The newest
     /// generation's function is used; one already running finishes as it began.
     fn callback(&mut self, service: &str, which: &str, value: mlua::Value) {
+        self.callback_with(service, which, value, None);
+    }
+
+    /// A callback with a third argument (`on_exit`'s reason, `nil` if none).
+    fn callback_with(
+        &mut self,
+        service: &str,
+        which: &str,
+        value: mlua::Value,
+        extra: Option<String>,
+    ) {
         let f = self.callbacks.get(service).and_then(|c| match which {
             "on_start" => c.on_start.clone(),
             "on_health" => c.on_health.clone(),
@@ -870,7 +881,9 @@ impl Init {
         });
         let Some(f) = f else { return };
         let label = format!("{service} {which}");
-        let (id, step) = self.rt.start_task(&label, f, (service.to_string(), value));
+        let (id, step) = self
+            .rt
+            .start_task(&label, f, (service.to_string(), value, extra));
         self.task_names.insert(id, label);
         self.handle_step(id, step);
     }
@@ -948,6 +961,22 @@ impl Init {
                     }
                     let res = res.map_err(|e| (e, std::mem::replace(&mut self.spawn_code, 127)));
                     queue.extend(self.sup.spawned(&name, res, now_ms()));
+                }
+                Action::Ended {
+                    service,
+                    status,
+                    reason,
+                } => self.callback_with(
+                    &service,
+                    "on_exit",
+                    mlua::Value::Integer(i64::from(status.code())),
+                    reason,
+                ),
+                Action::CgroupLimits { service, settings } => {
+                    self.apply_cgroup_limits(&service, &settings)
+                }
+                Action::Adopt { service, status } => {
+                    queue.extend(self.follow_daemon(&service, status))
                 }
                 Action::Signal { service, pid, sig } => {
                     let Some(p) = Pid::from_raw(pid as i32) else {
@@ -1044,7 +1073,7 @@ impl Init {
         }
         self.env_names
             .insert(name.to_string(), s.env.keys().cloned().collect());
-        let cg_dir = self.cgroup_for_spawn(name);
+        let cg_dir = self.cgroup_for_spawn(name)?;
         s.cgroup_fd = cg_dir.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
         let pid = spawn::spawn(s).map_err(|e| e.to_string())?;
         Ok((pid, cg_dir.is_some()))
@@ -1176,11 +1205,6 @@ impl Init {
             if let Some(actions) = self.sup.exited(pid, status, now) {
                 self.perform(actions);
             }
-            self.callback(
-                &name,
-                "on_exit",
-                mlua::Value::Integer(i64::from(status.code())),
-            );
             return;
         }
         if self.rt.child_exited(pid, status) {
@@ -1422,6 +1446,7 @@ impl Init {
                     "detail": detail,
                     "last_exit": s.last_exit.map(|e| e.to_string()),
                     "last_exit_code": s.last_exit.map(|e| e.code()),
+                    "last_exit_reason": s.last_exit_reason,
                     "location": s.spec.location,
                     "env": self.env_names.get(&s.spec.name),
                     "health": health::status(s, now),

@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
+use moonlit_config::cgroup_limits::Setting;
 use moonlit_config::plan::{OnChange, Plan, Readiness, RestartPolicy, ServiceSpec};
 use moonlit_config::spawn::ExitStatus;
 
@@ -84,6 +85,25 @@ pub enum Action {
         sig: i32,
     },
     Log(String),
+    /// The service ended (its cgroup, if it has one, is empty): run its
+    /// `on_exit`. `reason` says why when the status does not ("oom").
+    Ended {
+        service: String,
+        status: ExitStatus,
+        reason: Option<String>,
+    },
+    /// Write these cgroup limits to the running service's cgroup (a reload
+    /// changed them: same processes, new limits).
+    CgroupLimits {
+        service: String,
+        settings: Vec<Setting>,
+    },
+    /// A `type = "forking"` service's process ended: find what it left (its
+    /// `pid_file`, what is in its cgroup) and tell [`Supervisor::adopted`].
+    Adopt {
+        service: String,
+        status: ExitStatus,
+    },
 }
 
 /// One supervised service.
@@ -129,6 +149,15 @@ pub struct Service {
     /// counts once the cgroup is empty, with this status.
     #[serde(default)]
     pub main_gone: Option<ExitStatus>,
+    /// A forking service's starter exited 0: the service is the daemon.
+    #[serde(default)]
+    pub forked: bool,
+    /// The loop saw an OOM kill in its cgroup during this run.
+    #[serde(default)]
+    pub oom: bool,
+    /// Why the last run ended, when the status does not say ("oom").
+    #[serde(default)]
+    pub last_exit_reason: Option<String>,
 }
 
 fn yes() -> bool {
@@ -174,6 +203,9 @@ impl Service {
             cgroup: false,
             populated: false,
             main_gone: None,
+            forked: false,
+            oom: false,
+            last_exit_reason: None,
         }
     }
     /// Sends its (current spec's) stop signal and waits `stop_timeout` for
@@ -456,7 +488,10 @@ impl Supervisor {
         match result {
             Ok(pid) => {
                 s.state = State::Running { pid, since: now };
-                s.ready = s.spec.readiness == Readiness::Started;
+                s.forked = false;
+                s.oom = false;
+                // A forking service is ready once its starter exits 0.
+                s.ready = s.spec.readiness == Readiness::Started && !s.spec.forking;
                 s.ready_deadline =
                     (!s.ready).then(|| now + s.spec.ready_timeout.as_millis() as u64);
                 s.status_text = None;
@@ -483,6 +518,46 @@ impl Supervisor {
             s.cgroup = cgroup;
             s.populated = cgroup;
             s.main_gone = None;
+            s.forked = false;
+        }
+    }
+
+    /// The loop saw an OOM kill in the service's cgroup: its end is
+    /// reported as one.
+    pub fn note_oom(&mut self, name: &str) {
+        if let Some(s) = self.services.get_mut(name) {
+            s.oom = true;
+        }
+    }
+
+    /// What the loop found after a forking service's process ended:
+    /// `Some(pid)`, the daemon to follow (its `pid_file`, or a process
+    /// still in its cgroup); `None`, nothing is left and the service ended
+    /// with `status`.
+    pub fn adopted(
+        &mut self,
+        name: &str,
+        pid: Option<u32>,
+        status: ExitStatus,
+        now: Ms,
+    ) -> Vec<Action> {
+        let Some(s) = self.services.get_mut(name) else {
+            return Vec::new();
+        };
+        match (pid, &mut s.state) {
+            (Some(p), State::Running { pid, .. } | State::Stopping { pid, .. }) => {
+                let first = *pid != p;
+                *pid = p;
+                if first {
+                    return vec![Action::Log(format!("{name}: following pid {p}"))];
+                }
+                Vec::new()
+            }
+            (Some(_), _) => Vec::new(),
+            (None, _) => {
+                s.populated = false;
+                self.finish(name, status, now)
+            }
         }
     }
 
@@ -504,10 +579,29 @@ impl Supervisor {
 
     fn ended(&mut self, name: &str, status: ExitStatus, now: Ms) -> Vec<Action> {
         let mut actions = Vec::new();
-        let shutting_down = self.shutting_down;
         let Some(s) = self.services.get_mut(name) else {
             return actions;
         };
+        let live =
+            matches!(s.state, State::Running { pid, .. } | State::Stopping { pid, .. } if pid != 0);
+        // A forking service: its starter exiting 0 means the daemon runs;
+        // after that, a process of it ending is followed by looking for
+        // what is left (the daemon's pid may change: a double fork).
+        if s.spec.forking && live && (s.forked || status.success()) {
+            if !s.forked {
+                s.forked = true;
+                if s.spec.readiness == Readiness::Started {
+                    s.ready = true;
+                    s.ready_deadline = None;
+                    actions.push(Action::Log(format!("{name}: ready (its starter exited 0)")));
+                }
+            }
+            actions.push(Action::Adopt {
+                service: name.to_string(),
+                status,
+            });
+            return actions;
+        }
         // Its cgroup still holds processes: the service is what is in the
         // cgroup, so it has not ended yet. A stop goes on (the timeout
         // kills the whole cgroup); a service whose first pid ended on its
@@ -532,11 +626,43 @@ impl Supervisor {
                 return actions;
             }
         }
+        self.finish(name, status, now)
+    }
+
+    /// The service has ended for good with `status` (nothing of it is
+    /// left): stopped, exited, or restarted by its policy.
+    fn finish(&mut self, name: &str, status: ExitStatus, now: Ms) -> Vec<Action> {
+        let Some(s) = self.services.get_mut(name) else {
+            return Vec::new();
+        };
+        s.forked = false;
+        s.last_exit_reason = std::mem::take(&mut s.oom).then(|| "oom".to_string());
+        let reason = s.last_exit_reason.clone();
+        let shown = match &reason {
+            Some(r) if r == "oom" => format!("{status} (OOM-killed: its cgroup hit memory_max)"),
+            _ => status.to_string(),
+        };
+        let mut actions = self.settle_end(name, status, &shown, now);
+        actions.push(Action::Ended {
+            service: name.to_string(),
+            status,
+            reason,
+        });
+        actions
+    }
+
+    /// [`Self::finish`]'s decision: stopped, exited, restarted or failed.
+    fn settle_end(&mut self, name: &str, status: ExitStatus, shown: &str, now: Ms) -> Vec<Action> {
+        let mut actions = Vec::new();
+        let shutting_down = self.shutting_down;
+        let Some(s) = self.services.get_mut(name) else {
+            return actions;
+        };
         s.last_exit = Some(status);
         let state = s.state.clone();
         match state {
             State::Stopping { then_start, .. } => {
-                actions.push(Action::Log(format!("{name}: stopped ({status})")));
+                actions.push(Action::Log(format!("{name}: stopped ({shown})")));
                 s.state = State::Stopped;
                 if then_start && !shutting_down {
                     s.manual_stop = false;
@@ -552,7 +678,7 @@ impl Supervisor {
                         RestartPolicy::Never => false,
                     };
                 if !again {
-                    actions.push(Action::Log(format!("{name}: {status}")));
+                    actions.push(Action::Log(format!("{name}: {shown}")));
                     s.state = if shutting_down {
                         State::Stopped
                     } else {
@@ -577,7 +703,7 @@ impl Supervisor {
                 }
                 if s.recent.len() as u32 >= s.spec.burst.count {
                     let reason = format!(
-                        "restarted {} times within {} s, giving up ({status})",
+                        "restarted {} times within {} s, giving up ({shown})",
                         s.recent.len(),
                         s.spec.burst.interval.as_secs_f64()
                     );
@@ -593,7 +719,7 @@ impl Supervisor {
                 let delay = backoff_delay(&s.spec, s.consecutive);
                 s.last_delay = Some(delay);
                 actions.push(Action::Log(format!(
-                    "{name}: {status}, restart #{} in {:.3} s",
+                    "{name}: {shown}, restart #{} in {:.3} s",
                     s.restarts,
                     delay as f64 / 1000.0
                 )));
@@ -802,6 +928,13 @@ impl Supervisor {
                             if s.spec.health != new.health {
                                 s.health.start_over(now);
                             }
+                            // New limits go to the running cgroup at once.
+                            if s.cgroup && s.state.pid().is_some() && s.spec.cgroup != new.cgroup {
+                                actions.push(Action::CgroupLimits {
+                                    service: name.clone(),
+                                    settings: new.cgroup.changes_from(&s.spec.cgroup),
+                                });
+                            }
                             s.spec = new.clone();
                             s.pending = None;
                             if !s.spec.enabled && s.state.pid().is_some() {
@@ -913,6 +1046,9 @@ mod tests {
             log_rotate: None,
             log_timestamps: false,
             health: None,
+            forking: false,
+            pid_file: None,
+            cgroup: Default::default(),
         }
     }
 
@@ -1279,5 +1415,140 @@ mod tests {
             .iter()
             .any(|a| matches!(a, Action::Log(m) if m.contains("cannot start"))));
         assert_eq!(s.services["a"].restarts, 1);
+    }
+
+    fn ended_with(a: &[Action]) -> Option<(ExitStatus, Option<String>)> {
+        a.iter().find_map(|a| match a {
+            Action::Ended { status, reason, .. } => Some((*status, reason.clone())),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn a_service_ends_when_its_cgroup_empties() {
+        let mut s = sup(vec![spec("d")]);
+        s.step(0);
+        s.in_cgroup("d", true);
+        s.spawned("d", Ok(40), 0);
+        // The first pid ends, a child of it is still in the cgroup: killed,
+        // and the end waits for the cgroup.
+        let a = s.exited(40, ExitStatus::Exited(3), 10).unwrap();
+        assert!(a.contains(&Action::Signal {
+            service: "d".into(),
+            pid: 40,
+            sig: 9
+        }));
+        assert_eq!(ended_with(&a), None);
+        assert_eq!(s.services["d"].state.name(), "running");
+        let a = s.cgroup_populated("d", false, 20);
+        assert_eq!(ended_with(&a), Some((ExitStatus::Exited(3), None)));
+        assert!(a
+            .iter()
+            .any(|a| matches!(a, Action::Log(m) if m.contains("exited with code 3, restart #1"))));
+    }
+
+    #[test]
+    fn a_forking_service_is_its_daemon() {
+        let mut d = spec("d");
+        d.forking = true;
+        let mut s = sup(vec![d, {
+            let mut w = spec("w");
+            w.after = vec!["d".into()];
+            w
+        }]);
+        assert_eq!(spawns(&s.step(0)), vec!["d"]);
+        s.in_cgroup("d", true);
+        s.spawned("d", Ok(40), 0);
+        // Not ready while its starter runs: w waits.
+        assert!(spawns(&s.step(5)).is_empty());
+        // The starter exits 0: ready, and the loop looks for the daemon.
+        let a = s.exited(40, ExitStatus::Exited(0), 10).unwrap();
+        assert!(a.contains(&Action::Adopt {
+            service: "d".into(),
+            status: ExitStatus::Exited(0)
+        }));
+        assert_eq!(ended_with(&a), None);
+        s.adopted("d", Some(41), ExitStatus::Exited(0), 10);
+        assert_eq!(s.services["d"].state.pid(), Some(41));
+        assert_eq!(spawns(&s.step(11)), vec!["w"]);
+        // The daemon's helper (or the daemon) ends: looked for again.
+        let a = s.exited(41, ExitStatus::Exited(0), 20).unwrap();
+        assert!(matches!(&a[..], [Action::Adopt { .. }]));
+        s.adopted("d", Some(42), ExitStatus::Exited(0), 20);
+        // A stop signals the daemon; the end comes when nothing is left.
+        let a = s.stop("d", 30).unwrap();
+        assert!(a.contains(&Action::Signal {
+            service: "d".into(),
+            pid: 42,
+            sig: 15
+        }));
+        let a = s.exited(42, ExitStatus::Signaled(15), 40).unwrap();
+        assert!(matches!(&a[..], [Action::Adopt { .. }]));
+        let a = s.adopted("d", None, ExitStatus::Signaled(15), 40);
+        assert_eq!(ended_with(&a), Some((ExitStatus::Signaled(15), None)));
+        assert_eq!(s.services["d"].state, State::Stopped);
+    }
+
+    #[test]
+    fn a_forking_starter_that_fails_is_a_failed_start() {
+        let mut d = spec("d");
+        d.forking = true;
+        d.restart = RestartPolicy::Never;
+        let mut s = sup(vec![d]);
+        s.step(0);
+        s.spawned("d", Ok(40), 0);
+        let a = s.exited(40, ExitStatus::Exited(1), 10).unwrap();
+        assert_eq!(ended_with(&a), Some((ExitStatus::Exited(1), None)));
+        assert_eq!(s.services["d"].state.name(), "exited");
+    }
+
+    #[test]
+    fn an_oom_kill_is_the_reason_of_the_end() {
+        let mut s = sup(vec![spec("m")]);
+        s.step(0);
+        s.in_cgroup("m", true);
+        s.spawned("m", Ok(40), 0);
+        s.cgroup_populated("m", false, 5);
+        s.note_oom("m");
+        let a = s.exited(40, ExitStatus::Signaled(9), 10).unwrap();
+        assert_eq!(
+            ended_with(&a),
+            Some((ExitStatus::Signaled(9), Some("oom".into())))
+        );
+        assert!(a
+            .iter()
+            .any(|a| matches!(a, Action::Log(m) if m.contains("OOM-killed"))));
+        assert_eq!(s.services["m"].last_exit_reason.as_deref(), Some("oom"));
+        // The next run's end is its own.
+        s.step(10_000);
+        s.in_cgroup("m", true);
+        s.spawned("m", Ok(50), 10_000);
+        s.cgroup_populated("m", false, 10_001);
+        let a = s.exited(50, ExitStatus::Exited(2), 10_002).unwrap();
+        assert_eq!(ended_with(&a), Some((ExitStatus::Exited(2), None)));
+    }
+
+    #[test]
+    fn new_cgroup_limits_apply_live() {
+        let mut s = sup(vec![spec("c")]);
+        s.step(0);
+        s.in_cgroup("c", true);
+        s.spawned("c", Ok(40), 0);
+        let mut c = spec("c");
+        c.cgroup.cpu_weight = Some(300);
+        let (a, out) = s.apply(&plan_of(vec![c]), 10);
+        assert_eq!(out["c"], Outcome::Updated);
+        let [Action::CgroupLimits { service, settings }] = &a[..] else {
+            panic!("{a:?}");
+        };
+        assert_eq!(service, "c");
+        assert_eq!(
+            settings
+                .iter()
+                .map(|s| (s.file, s.value.as_str()))
+                .collect::<Vec<_>>(),
+            vec![("cpu.weight", "300")]
+        );
+        assert_eq!(s.services["c"].state.pid(), Some(40));
     }
 }

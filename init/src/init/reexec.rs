@@ -460,6 +460,9 @@ impl Init {
             .collect();
         for n in in_cg {
             self.cg.watch(&n);
+            // OOM kills from here on are new (one seen before is in the
+            // service's carried `oom` flag).
+            self.cg.oom_mark(&n);
             let populated = self.cg.populated(&n);
             let actions = self
                 .sup

@@ -44,6 +44,17 @@ impl Sandbox {
 
     /// As `start`, with extra arguments for `moonlit run` (e.g. --watch).
     pub fn start_with(name: &str, files: &[(&str, &str)], extra: &[&str]) -> Sandbox {
+        Self::start_wrapped(name, files, extra, &[])
+    }
+
+    /// As `start_with`, with moonlit run under `wrapper` (a command that
+    /// ends by running its arguments: `unshare -m sh -c '...; exec "$0" "$@"'`).
+    pub fn start_wrapped(
+        name: &str,
+        files: &[(&str, &str)],
+        extra: &[&str],
+        wrapper: &[&str],
+    ) -> Sandbox {
         require_root();
         let dir = scratch(name);
         let cfg = dir.join("config");
@@ -55,7 +66,15 @@ impl Sandbox {
         }
         std::fs::create_dir_all(&cfg).expect("cfg");
         let sock = dir.join("control.sock");
-        let mut child = Command::new(BIN)
+        let mut cmd = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        let mut child = cmd
             .args(["run", "--sandbox"])
             .args(extra)
             .arg("--control")

@@ -252,10 +252,14 @@ impl Cgroups {
             Err(e) => return Err(format!("cannot create {}: {e}", leaf.display())),
         }
         // Every process of our cgroup (this one, anything a runtime put
-        // there with us) into the leaf, so controllers can be enabled.
-        let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
-        for pid in procs.split_whitespace() {
-            let _ = write_file(&leaf.join("cgroup.procs"), "moving", pid);
+        // there with us) into the leaf, so controllers can be enabled. The
+        // real root (it alone has no cgroup.events) is exempt from that
+        // rule and holds the kernel's threads: only this process moves.
+        if dir.join("cgroup.events").exists() {
+            let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+            for pid in procs.split_whitespace() {
+                let _ = write_file(&leaf.join("cgroup.procs"), "moving", pid);
+            }
         }
         join(&leaf).map_err(|e| e.to_string())?;
         let avail = std::fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();

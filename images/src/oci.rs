@@ -42,6 +42,9 @@ pub struct BundleOptions {
     pub env: Vec<String>,
     /// The command (default `/sbin/init`).
     pub args: Vec<String>,
+    /// A cgroup namespace and a writable cgroup2 on /sys/fs/cgroup (what
+    /// `docker run --cgroupns=private` gives on a cgroup2 host).
+    pub cgroupns: bool,
 }
 
 impl Default for BundleOptions {
@@ -50,6 +53,7 @@ impl Default for BundleOptions {
             hostname: "moonlit".into(),
             env: Vec::new(),
             args: vec!["/sbin/init".into()],
+            cgroupns: false,
         }
     }
 }
@@ -72,7 +76,7 @@ pub fn config_json(opts: &BundleOptions) -> Value {
     ]);
     let mut env = vec![PATH_ENV.to_string()];
     env.extend(opts.env.iter().cloned());
-    json!({
+    let mut v = json!({
         "ociVersion": "1.0.2",
         "process": {
             "terminal": false,
@@ -119,7 +123,19 @@ pub fn config_json(opts: &BundleOptions) -> Value {
                 "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"
             ]
         }
-    })
+    });
+    if opts.cgroupns {
+        if let Some(ns) = v["linux"]["namespaces"].as_array_mut() {
+            ns.push(json!({ "type": "cgroup" }));
+        }
+        if let Some(m) = v["mounts"].as_array_mut() {
+            m.push(
+                json!({ "destination": "/sys/fs/cgroup", "type": "cgroup2", "source": "cgroup2",
+                           "options": ["nosuid", "noexec", "nodev", "rw"] }),
+            );
+        }
+    }
+    v
 }
 
 /// Writes a bundle at `dir`: `dir/rootfs` from `tree` and `dir/config.json`.

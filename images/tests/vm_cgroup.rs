@@ -59,7 +59,11 @@ fn cgroup_limits_oom_pids_live_weight_and_figures_in_a_vm() {
     expect(&vm, "moonlit: READY", BOOT_TIMEOUT);
 
     // memory_max: the hog is OOM-killed and that is the reported reason.
-    expect(&vm, "hog: killed by signal KILL (OOM-killed", Duration::from_secs(90));
+    expect(
+        &vm,
+        "hog: killed by signal KILL (OOM-killed",
+        Duration::from_secs(90),
+    );
     expect(&vm, "on_exit hog 137 oom", Duration::from_secs(10));
 
     // pids_max = 64: the shell and 63 children; the 65th process is refused.
@@ -83,7 +87,11 @@ fn cgroup_limits_oom_pids_live_weight_and_figures_in_a_vm() {
     assert_eq!(f["init.scope"], "1", "{f:?}");
     let hog = service(&v, "hog");
     assert_eq!(hog["last_exit_reason"], "oom", "{hog}");
-    assert_eq!(hog["cgroup"]["oom_kills"].as_u64().unwrap_or(0) >= 1, true, "{hog}");
+    assert_eq!(
+        hog["cgroup"]["oom_kills"].as_u64().unwrap_or(0) >= 1,
+        true,
+        "{hog}"
+    );
 
     // Status figures are the files' (an idle service: they hold still).
     let w = service(&v, "weighted");
@@ -93,9 +101,19 @@ fn cgroup_limits_oom_pids_live_weight_and_figures_in_a_vm() {
     assert_eq!(f["cpu.max"], "50000 100000");
     assert_eq!(f["memory.high"], (64u64 << 20).to_string());
     let num = |k: &str| f[k].parse::<u64>().unwrap_or_else(|_| panic!("{k}: {f:?}"));
-    assert_eq!(w["cgroup"]["pids_current"].as_u64(), Some(num("pids.current")), "{w}");
-    assert_eq!(w["cgroup"]["cpu_usage_usec"].as_u64(), Some(num("usage_usec")), "{w}");
-    let mem = w["cgroup"]["memory_current"].as_u64().expect("memory_current");
+    assert_eq!(
+        w["cgroup"]["pids_current"].as_u64(),
+        Some(num("pids.current")),
+        "{w}"
+    );
+    assert_eq!(
+        w["cgroup"]["cpu_usage_usec"].as_u64(),
+        Some(num("usage_usec")),
+        "{w}"
+    );
+    let mem = w["cgroup"]["memory_current"]
+        .as_u64()
+        .expect("memory_current");
     let file_mem = num("memory.current");
     assert!(
         mem.abs_diff(file_mem) <= file_mem / 10 + 4096,
@@ -105,9 +123,14 @@ fn cgroup_limits_oom_pids_live_weight_and_figures_in_a_vm() {
     assert!(text.contains("OOM-killed"), "{text}");
 
     // A reload with a new cpu_weight: written live, same process.
-    let r = curl(port, "/cgi-bin/reweight", Duration::from_secs(60)).unwrap_or_else(|e| panic!("{e}"));
+    let r =
+        curl(port, "/cgi-bin/reweight", Duration::from_secs(60)).unwrap_or_else(|e| panic!("{e}"));
     assert!(r.contains("reload rc=0"), "{r}");
-    expect(&vm, "weighted: cgroup limits now cpu.weight=300", Duration::from_secs(30));
+    expect(
+        &vm,
+        "weighted: cgroup limits now cpu.weight=300",
+        Duration::from_secs(30),
+    );
     let (v, f, _) = snapshot(port);
     let w = service(&v, "weighted");
     assert_eq!(w["pid"].as_u64(), Some(pid), "a new process: {w}");

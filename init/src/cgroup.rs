@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{inotify, Mode as FMode, OFlags};
@@ -113,17 +113,50 @@ pub fn join(dir: &Path) -> Result<(), CgroupError> {
     write_file(&dir.join("cgroup.procs"), "joining", "0")
 }
 
-/// Removes `dir` and every cgroup below it, deepest first (each must be
-/// empty of processes).
-pub fn remove_tree(dir: &Path) {
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                remove_tree(&e.path());
+/// The directory holding `dir`, opened now: the sandbox's parent removes
+/// its cgroup through it after the sandbox's mounts have covered the path
+/// (both are in the sandbox's mount namespace).
+pub fn open_parent(dir: &Path) -> Option<OwnedFd> {
+    rustix::fs::open(
+        dir.parent()?,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        FMode::empty(),
+    )
+    .ok()
+}
+
+/// Removes the cgroup `name` under `base` and every cgroup below it,
+/// deepest first. Returns true when it is gone.
+pub fn remove_tree_at(base: &OwnedFd, name: &str) -> bool {
+    fn walk(base: BorrowedFd<'_>, name: &std::ffi::CStr) -> rustix::io::Result<()> {
+        let fd = rustix::fs::openat(
+            base,
+            name,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            FMode::empty(),
+        )?;
+        let mut subdirs = Vec::new();
+        for e in rustix::fs::Dir::read_from(&fd)?.flatten() {
+            let n = e.file_name();
+            if e.file_type() == rustix::fs::FileType::Directory
+                && n.to_bytes() != b"."
+                && n.to_bytes() != b".."
+            {
+                subdirs.push(n.to_owned());
             }
         }
+        for d in subdirs {
+            let _ = walk(fd.as_fd(), &d);
+        }
+        rustix::fs::unlinkat(base, name, rustix::fs::AtFlags::REMOVEDIR)
     }
-    let _ = std::fs::remove_dir(dir);
+    let Ok(c) = std::ffi::CString::new(name) else {
+        return false;
+    };
+    match walk(base.as_fd(), &c) {
+        Ok(()) => true,
+        Err(e) => e == rustix::io::Errno::NOENT,
+    }
 }
 
 /// The sandbox's own cgroup on the host, made by its PID 1 before the

@@ -307,6 +307,7 @@ fn run(args: &[String], mask: &SigSet) -> i32 {
     }
     // The sandbox's own cgroup on the host, removed when it ends.
     let cg_dir = cgroup::sandbox_cgroup(rustix::process::getpid().as_raw_nonzero().get() as u32);
+    let cg_parent = cg_dir.as_ref().ok().and_then(|d| cgroup::open_parent(d));
     match sys::fork_process() {
         Ok(sys::Forked::Child) => {
             // If `moonlit run` dies, the whole sandbox goes with it.
@@ -326,12 +327,16 @@ fn run(args: &[String], mask: &SigSet) -> i32 {
         }
         Ok(sys::Forked::Parent(child)) => {
             let code = sandbox_parent(child, mask);
-            if let Ok(d) = &cg_dir {
+            let name = cg_dir
+                .as_ref()
+                .ok()
+                .and_then(|d| d.file_name())
+                .map(|n| n.to_string_lossy().into_owned());
+            if let (Some(base), Some(name)) = (&cg_parent, name) {
                 // The namespace's processes die with its PID 1; give them
                 // a moment to leave their cgroups.
-                for _ in 0..100 {
-                    cgroup::remove_tree(d);
-                    if !d.exists() {
+                for _ in 0..200 {
+                    if cgroup::remove_tree_at(base, &name) {
                         break;
                     }
                     std::thread::sleep(std::time::Duration::from_millis(10));

@@ -31,6 +31,29 @@ fn others(sb: &Sandbox) -> Vec<String> {
         .collect()
 }
 
+/// The sandbox's cgroup on the host (`<our cgroup>/moonlit-sandbox-<pid>`).
+fn host_cgroup(sb: &Sandbox) -> std::path::PathBuf {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").expect("mounts");
+    let mnt = mounts
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.get(2) == Some(&"cgroup2")).then(|| f[1].to_string())
+        })
+        .expect("cgroup2 mount");
+    let own = std::fs::read_to_string("/proc/self/cgroup").expect("own cgroup");
+    let rel = own
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .expect("cgroup2 line")
+        .trim_start_matches('/')
+        .to_string();
+    std::path::Path::new(&mnt).join(rel).join(format!(
+        "moonlit-sandbox-{}",
+        sb.child.as_ref().expect("running").id()
+    ))
+}
+
 fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
     let end = Instant::now() + Duration::from_secs(secs);
     while !f() {
@@ -126,7 +149,18 @@ service "after" {{
     wait_until("only one sleep left", 5, || {
         others(&sb).iter().filter(|c| *c == "sleep").count() == 1
     });
+    // On the host the sandbox's cgroup holds moonlit's leaf and the
+    // services'; it is removed when the sandbox ends.
+    let host = host_cgroup(&sb);
+    for sub in ["init.scope", "after.service", "pidfile.service"] {
+        assert!(
+            host.join(sub).is_dir(),
+            "{} missing",
+            host.join(sub).display()
+        );
+    }
     assert_eq!(sb.poweroff(&[]), 0);
+    assert!(!host.exists(), "{} left behind", host.display());
 }
 
 #[test]

@@ -87,9 +87,8 @@ fn cgroup_limits_oom_pids_live_weight_and_figures_in_a_vm() {
     assert_eq!(f["init.scope"], "1", "{f:?}");
     let hog = service(&v, "hog");
     assert_eq!(hog["last_exit_reason"], "oom", "{hog}");
-    assert_eq!(
+    assert!(
         hog["cgroup"]["oom_kills"].as_u64().unwrap_or(0) >= 1,
-        true,
         "{hog}"
     );
 

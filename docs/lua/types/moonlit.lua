@@ -79,6 +79,18 @@ function moonlit.start(name) end
 function moonlit.stop(name) end
 ---@param name string
 function moonlit.restart(name) end
+---@class moonlit.ServiceStats
+---@field memory_current? integer bytes (memory.current; nil without the memory controller)
+---@field cpu_usage_usec? integer CPU time used (cpu.stat usage_usec)
+---@field pids_current? integer processes (pids.current; nil without the pids controller)
+---@field populated boolean a process of it is in its cgroup
+---@field oom_kills? integer OOM kills in its cgroup (memory.events oom_kill)
+
+---A service's cgroup figures, read now.
+---@param name string
+---@return moonlit.ServiceStats|nil stats
+---@return string|nil err why there are none (cgroups off, no such cgroup)
+function moonlit.service_stats(name) end
 ---Hands the machine over to `root` (from an initramfs); returns only on failure.
 ---@param root string
 ---@param init? string default "/sbin/init"
@@ -114,7 +126,10 @@ function moonlit.switch_root(root, init) end
 ---@field ready? {tcp?: integer, host?: string, path?: string} ready when a TCP connect succeeds (tcp, host) or when path exists
 ---@field ready_timeout? number seconds to get ready, else killed (default 30)
 ---@field on_start? fun(name: string, pid: integer) runs as a task after each start
----@field on_exit? fun(name: string, code: integer) runs as a task after each end
+---@field on_exit? fun(name: string, code: integer, reason: "oom"|nil) runs as a task after each end (once its cgroup is empty)
+---@field type? "simple"|"forking"|"oneshot"|"notify" "forking": the started process daemonizes and exits 0
+---@field pid_file? string with type "forking": where the daemon writes its pid
+---@field cgroup? {memory_max?: string|integer, memory_high?: string|integer, swap_max?: string|integer, cpu_weight?: integer, cpu_max?: string, pids_max?: integer|"max", io_weight?: integer} cgroup v2 limits, applied live on reload
 ---@field health? {exec?: string[], tcp?: integer, host?: string, path?: string, every?: number, timeout?: number, retries?: integer, action?: "restart"|"mark"} probes after readiness (every 10 s, timeout 2 s, 3 retries, "restart")
 ---@field on_health? fun(name: string, ok: boolean) runs as a task when it becomes healthy or unhealthy
 

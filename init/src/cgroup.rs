@@ -477,16 +477,33 @@ impl Cgroups {
             .ok_or_else(|| "cgroups are off".to_string())?;
         let mut missing = Vec::new();
         for st in settings {
-            if !self.controllers.iter().any(|c| c == st.controller) {
-                if st.set {
-                    missing.push(format!(
-                        "cgroup.{} needs the {} controller",
-                        st.key, st.controller
-                    ));
+            let file = dir.join(st.file);
+            if !st.set {
+                // A default, to undo an earlier limit on a reused cgroup:
+                // only where the file exists and says otherwise.
+                match std::fs::read_to_string(&file) {
+                    Ok(cur) if cur.trim() != st.value => {
+                        let _ = write_file(&file, "writing", &st.value);
+                    }
+                    _ => {}
                 }
                 continue;
             }
-            write_file(&dir.join(st.file), "writing", &st.value)
+            if !self.controllers.iter().any(|c| c == st.controller) {
+                missing.push(format!(
+                    "cgroup.{} needs the {} controller",
+                    st.key, st.controller
+                ));
+                continue;
+            }
+            if !file.exists() {
+                missing.push(format!(
+                    "cgroup.{} needs {}, which this kernel does not provide",
+                    st.key, st.file
+                ));
+                continue;
+            }
+            write_file(&file, "writing", &st.value)
                 .map_err(|e| format!("cgroup.{} = {}: {e}", st.key, st.value))?;
         }
         if missing.is_empty() {

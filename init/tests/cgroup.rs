@@ -467,3 +467,85 @@ fn bad_cgroup_settings_are_rejected_with_their_location() {
         .expect("moonlit check");
     assert!(out.status.success(), "{out:?}");
 }
+
+/// Host pids in a cgroup directory, sorted.
+fn procs(dir: &std::path::Path) -> Vec<u32> {
+    let mut v: Vec<u32> = std::fs::read_to_string(dir.join("cgroup.procs"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+/// The pid a host process has in its innermost pid namespace.
+fn ns_pid(host_pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{host_pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))
+        .and_then(|l| l.split_whitespace().last().map(str::to_string))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn reexec_and_reload_keep_cgroups_and_a_removed_service_loses_its_own() {
+    require_cgroup2();
+    let mut sb = Sandbox::start(
+        "cg-keep",
+        &[
+            (
+                "services/keep.lua",
+                r#"service "keep" { exec = { "/bin/sh", "-c", "setsid sleep 3600 & exec sleep 3601" } }"#,
+            ),
+            (
+                "services/gone.lua",
+                r#"service "gone" { exec = { "/bin/sleep", "3600" } }"#,
+            ),
+        ],
+    );
+    sb.ready();
+    let host = host_cgroup(&sb);
+    let keep = host.join("keep.service");
+    wait_until("keep's two processes", 10, || procs(&keep).len() == 2);
+    let before = procs(&keep);
+    let pid = sb.service("keep")["pid"].as_u64().expect("pid");
+    let out = sb.ctl(&["reexec"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(sb.status()["reexecs"], 1);
+    // The same processes in the same cgroup, still followed as a cgroup.
+    let s = sb.service("keep");
+    assert_eq!(s["pid"].as_u64(), Some(pid), "{s}");
+    assert_eq!(s["cgroup"]["populated"], true, "{s}");
+    assert_eq!(procs(&keep), before);
+    let main = *before
+        .iter()
+        .find(|p| ns_pid(**p) == pid)
+        .expect("the main process on the host");
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(main as i32).expect("pid"),
+        rustix::process::Signal::TERM,
+    )
+    .expect("kill");
+    sb.wait_line(
+        "keep: main process killed by signal TERM; killing what is left in its cgroup",
+        10,
+    );
+    // Restarted: two new processes, none of the old ones.
+    wait_until("keep restarted", 10, || {
+        let now = procs(&keep);
+        now.len() == 2 && now.iter().all(|p| !before.contains(p))
+    });
+    // A reload without gone's file stops it and removes its cgroup.
+    assert!(host.join("gone.service").is_dir());
+    std::fs::remove_file(sb.dir.join("config/services/gone.lua")).expect("rm");
+    let out = sb.ctl(&["reload"]);
+    assert!(out.status.success(), "{out:?}");
+    wait_until("gone's cgroup removed", 10, || {
+        !host.join("gone.service").exists()
+    });
+    assert!(keep.is_dir());
+    assert_eq!(sb.poweroff(&[]), 0);
+}

@@ -60,7 +60,23 @@ pub enum Request {
     /// Make `root` the new `/` and exec `init` there (initramfs handover).
     /// Resumed only on failure, with the error message.
     SwitchRoot { root: String, init: String },
+    /// `task(fn)`: start `body` as a task of its own named `name`; resume
+    /// the caller with its id (or nil and why not).
+    Task { body: Function, name: String },
+    /// Resume with true when [`Runtime::take_wakes`] yields `key`, or false
+    /// at the timeout (`join`, and anything else that waits for Lua).
+    Park { key: i64, timeout: Option<Duration> },
+    /// Resume with true when `fd` is readable (writable), false at the
+    /// timeout.
+    Fd {
+        fd: i32,
+        write: bool,
+        timeout: Option<Duration>,
+    },
 }
+
+/// The most tasks that may exist at once (`task()` fails beyond it).
+pub const MAX_TASKS: usize = 10_000;
 
 /// The outcome of running a task until it stops.
 #[derive(Debug, Clone, PartialEq)]
@@ -108,6 +124,12 @@ struct Shared {
     service_env: std::collections::BTreeMap<String, String>,
     /// `moonlit.service_stats`: the init's reader of a service's cgroup.
     stats: Option<StatsFn>,
+    /// Park keys woken since the loop last looked.
+    woken: Vec<i64>,
+    /// Tasks `h:cancel()` asked to end.
+    cancels: Vec<TaskId>,
+    /// Why the task being unwound now ends (its handle's error).
+    ending: Option<String>,
 }
 
 /// A service's live cgroup figures (`None`: the file is absent, its
@@ -525,6 +547,36 @@ impl Runtime {
         // Primitives for the prelude.
         let r = lua.create_table()?;
         r.set("now", lua.create_function(|_, ()| Ok(now_secs()))?)?;
+        let sh = shared.clone();
+        r.set(
+            "wake",
+            lua.create_function(move |_, key: i64| {
+                sh.borrow_mut().woken.push(key);
+                Ok(())
+            })?,
+        )?;
+        let sh = shared.clone();
+        r.set(
+            "cancel",
+            lua.create_function(move |_, id: TaskId| {
+                sh.borrow_mut().cancels.push(id);
+                Ok(())
+            })?,
+        )?;
+        // The methods of `sys` fd objects (made when `sys` is first
+        // required), for the prelude to make them wait instead of block.
+        r.set(
+            "fd_methods",
+            lua.create_function(|lua, ()| {
+                lua.named_registry_value::<Option<Table>>("moonlit.sys.fd_methods")
+            })?,
+        )?;
+        r.set("max_tasks", MAX_TASKS)?;
+        let sh = shared.clone();
+        r.set(
+            "ending",
+            lua.create_function(move |_, ()| Ok(sh.borrow().ending.clone()))?,
+        )?;
         r.set(
             "exists",
             lua.create_function(|_, p: String| Ok(std::fs::symlink_metadata(p).is_ok()))?,
@@ -814,15 +866,19 @@ impl Runtime {
             .app_data_ref::<Budget>()
             .and_then(|b| b.tripped.borrow_mut().take());
         if let Some(loc) = tripped {
-            // Unwind it: closes its to-be-closed variables.
+            let msg = format!(
+                "{loc}: instruction limit exceeded ({} VM instructions without yielding)",
+                self.limits.instructions_per_slice
+            );
+            // Unwind it: closes its to-be-closed variables (a task's handle
+            // learns why it ended).
+            self.shared.borrow_mut().ending = Some(msg.clone());
             if let Ok(f) = self.lua.create_function(|_, ()| Ok(())) {
                 let _ = thread.reset(f);
             }
+            self.shared.borrow_mut().ending = None;
             self.lua.gc_collect().ok();
-            return Err(Step::Failed(format!(
-                "{loc}: instruction limit exceeded ({} VM instructions without yielding)",
-                self.limits.instructions_per_slice
-            )));
+            return Err(Step::Failed(msg));
         }
         res.map_err(|e| {
             self.lua.gc_collect().ok();
@@ -858,6 +914,52 @@ impl Runtime {
                 _ => Step::Failed("wait: bad pid".into()),
             },
             "netlink" => Step::Wait(Request::Netlink(secs(&arg))),
+            "task" => match arg {
+                Some(Value::Function(body)) => {
+                    let name = match it.next() {
+                        Some(Value::String(n)) => n.to_string_lossy(),
+                        Some(Value::Function(f)) => {
+                            let info = f.info();
+                            format!(
+                                "task {}:{}",
+                                info.short_src.as_deref().unwrap_or("?"),
+                                info.line_defined.unwrap_or(0)
+                            )
+                        }
+                        _ => {
+                            let info = body.info();
+                            format!(
+                                "task {}:{}",
+                                info.short_src.as_deref().unwrap_or("?"),
+                                info.line_defined.unwrap_or(0)
+                            )
+                        }
+                    };
+                    Step::Wait(Request::Task { body, name })
+                }
+                _ => Step::Failed("task: bad body".into()),
+            },
+            "park" => match arg {
+                Some(Value::Integer(key)) => Step::Wait(Request::Park {
+                    key,
+                    timeout: secs(&it.next()),
+                }),
+                _ => Step::Failed("park: bad key".into()),
+            },
+            "fd" => {
+                let write = matches!(it.next(), Some(Value::Boolean(true)));
+                let timeout = secs(&it.next());
+                match arg {
+                    Some(Value::Integer(fd)) if (0..=i64::from(i32::MAX)).contains(&fd) => {
+                        Step::Wait(Request::Fd {
+                            fd: fd as i32,
+                            write,
+                            timeout,
+                        })
+                    }
+                    _ => Step::Failed("wait on fd: bad descriptor".into()),
+                }
+            }
             "switch_root" => {
                 let init = it.next();
                 match (arg, init) {
@@ -954,6 +1056,39 @@ impl Runtime {
                 .into_function()
                 .map_err(|e| ConfigError::new(ErrorKind::Syntax, "ctl eval", error_summary(&e))),
         }
+    }
+
+    /// Park keys woken by Lua since the last call.
+    pub fn take_wakes(&self) -> Vec<i64> {
+        std::mem::take(&mut self.shared.borrow_mut().woken)
+    }
+
+    /// Tasks Lua asked to cancel since the last call.
+    pub fn take_cancels(&self) -> Vec<TaskId> {
+        std::mem::take(&mut self.shared.borrow_mut().cancels)
+    }
+
+    /// Ends a waiting task now: its to-be-closed variables are closed (a
+    /// task's handle is marked cancelled that way). False if no such task.
+    pub fn cancel(&mut self, id: TaskId) -> bool {
+        let Some(task) = self.tasks.remove(&id) else {
+            return false;
+        };
+        if let Ok(f) = self.lua.create_function(|_, ()| Ok(())) {
+            let _ = task.thread.reset(f);
+        }
+        true
+    }
+
+    /// Every task waiting on the loop: (id, name), oldest first.
+    pub fn task_list(&self) -> Vec<(TaskId, String)> {
+        let mut v: Vec<(TaskId, String)> = self
+            .tasks
+            .iter()
+            .map(|(id, t)| (*id, t.name.clone()))
+            .collect();
+        v.sort();
+        v
     }
 
     /// The name a task was started with.

@@ -40,6 +40,7 @@ mod network;
 mod ready;
 pub mod reexec;
 mod reload;
+mod tasks;
 use network::Net;
 use reload::Module;
 
@@ -126,6 +127,8 @@ pub struct Init {
     pid_waiters: HashMap<u32, TaskId>,
     net_waiters: Vec<(TaskId, Option<Ms>)>,
     yielders: Vec<TaskId>,
+    /// Tasks waiting on other tasks or on descriptors (tasks.rs).
+    waits: tasks::LuaWaits,
     boot_task: Option<TaskId>,
     boot_script_done: bool,
     config_errors: Vec<ConfigError>,
@@ -253,6 +256,7 @@ impl Init {
             pid_waiters: HashMap::new(),
             net_waiters: Vec::new(),
             yielders: Vec::new(),
+            waits: Default::default(),
             boot_task: None,
             boot_script_done: false,
             config_errors: Vec::new(),
@@ -453,6 +457,7 @@ impl Init {
             self.sup.next_deadline(),
             self.control.as_ref().and_then(Control::next_deadline),
             self.net_waiters.iter().filter_map(|w| w.1).min(),
+            self.waits.next_deadline(),
             self.watch_due,
             self.dhcp_deadline(),
             self.reexec_deadline(),
@@ -514,6 +519,7 @@ impl Init {
                 d if d & !T_MASK == ready::T_NOTIFY => self.on_notify(d),
                 d if d & !T_MASK == dhcp::T_DHCP => self.on_dhcp((d & T_MASK) as u32),
                 d if d & !T_MASK == health::T_HEALTH => self.on_health_event(d),
+                d if d & !T_MASK == tasks::T_LUAFD => self.on_lua_fd(d),
                 _ => {}
             }
         }
@@ -571,6 +577,7 @@ impl Init {
                 self.handle_step(id, step);
                 progressed = true;
             }
+            progressed |= self.lua_waits_due();
             for req in self.rt.take_host_requests() {
                 self.host_request(req);
                 progressed = true;
@@ -677,6 +684,9 @@ impl Init {
                     .push((id, t.map(|d| now + d.as_millis() as u64)));
             }
             Step::Wait(Request::Yield) => self.yielders.push(id),
+            Step::Wait(r @ (Request::Task { .. } | Request::Park { .. } | Request::Fd { .. })) => {
+                self.lua_wait(id, r)
+            }
             Step::Wait(Request::SwitchRoot { root, init }) => {
                 let err = self.switch_root(&root, &init);
                 self.log(&format!("switch_root: {err}"));
@@ -1467,6 +1477,7 @@ impl Init {
             "cgroups": self.cgroups_json(),
             "errors": self.config_errors.iter().map(|e| e.message.clone()).collect::<Vec<_>>(),
             "lua_errors": self.lua_errors.iter().cloned().collect::<Vec<_>>(),
+            "tasks": self.tasks_json(),
             "orphans_reaped": self.orphans,
             "network": {"declared": self.net.active, "owned_links": self.net.owned, "applied": self.net.applied, "dhcp": self.dhcp_status()},
             "transactions": self.transactions,

@@ -43,6 +43,16 @@ pub fn fd_is_open(fd: std::os::fd::RawFd) -> bool {
     rustix::io::fcntl_getfd(b).is_ok()
 }
 
+/// A close-on-exec duplicate (numbered 3 or above) of descriptor number
+/// `fd`, which Lua gave and may be closed or invalid (then EBADF).
+pub fn dup_raw(fd: RawFd) -> rustix::io::Result<std::os::fd::OwnedFd> {
+    // SAFETY: the borrow only lives for one fcntl(F_DUPFD_CLOEXEC), which
+    // fails with EBADF if the number is not open; nothing is closed or read
+    // through it.
+    let b = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    rustix::io::fcntl_dupfd_cloexec(b, 3)
+}
+
 /// dup2(src, target): makes descriptor number `target` (0, 1 or 2 here) a
 /// copy of `src`, without closing anything else.
 pub fn dup_onto(src: &std::os::fd::OwnedFd, target: std::os::fd::RawFd) {

@@ -139,6 +139,10 @@ pub struct ServiceSpec {
     /// cgroup v2 limits of the service's cgroup (applied live on reload).
     #[serde(default)]
     pub cgroup: CgroupLimits,
+    /// Started only when something triggers it (a timer, a first
+    /// connection to its socket), not at boot.
+    #[serde(default)]
+    pub on_demand: bool,
 }
 
 /// One resource limit: `None` keeps what the process inherits; `u64::MAX` is
@@ -290,6 +294,7 @@ impl ServiceSpec {
             forking: false,
             pid_file: None,
             cgroup: CgroupLimits::default(),
+            on_demand: false,
         }
     }
 

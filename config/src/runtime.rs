@@ -95,6 +95,8 @@ pub enum HostRequest {
     Start(String),
     Stop(String),
     Restart(String),
+    /// Start an on-demand service now (as its timer or socket would).
+    Trigger(String),
 }
 
 /// A task's handle.
@@ -472,10 +474,11 @@ impl Runtime {
             )?;
         }
         type Ctor = fn(String) -> HostRequest;
-        let svc_ops: [(&str, Ctor); 3] = [
+        let svc_ops: [(&str, Ctor); 4] = [
             ("start", HostRequest::Start),
             ("stop", HostRequest::Stop),
             ("restart", HostRequest::Restart),
+            ("trigger", HostRequest::Trigger),
         ];
         for (name, ctor) in svc_ops {
             let sh = shared.clone();

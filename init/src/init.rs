@@ -946,6 +946,7 @@ impl Init {
             HostRequest::Start(n) => self.sup.start(&n).map(|_| Vec::new()),
             HostRequest::Stop(n) => self.sup.stop(&n, now),
             HostRequest::Restart(n) => self.sup.restart(&n, now),
+            HostRequest::Trigger(n) => self.sup.trigger(&n).map(|_| Vec::new()),
         };
         match res {
             Ok(actions) => self.perform(actions),

@@ -158,6 +158,9 @@ pub struct Service {
     /// Why the last run ended, when the status does not say ("oom").
     #[serde(default)]
     pub last_exit_reason: Option<String>,
+    /// An on-demand service was triggered: the next step starts it.
+    #[serde(default)]
+    pub triggered: bool,
 }
 
 fn yes() -> bool {
@@ -206,6 +209,7 @@ impl Service {
             forked: false,
             oom: false,
             last_exit_reason: None,
+            triggered: false,
         }
     }
     /// Sends its (current spec's) stop signal and waits `stop_timeout` for
@@ -240,7 +244,9 @@ impl Service {
         match &self.state {
             State::Running { .. } => !self.spec.oneshot && self.ready,
             State::Exited { .. } | State::Failed { .. } => true,
-            State::Stopped | State::Waiting => !self.spec.enabled || self.manual_stop,
+            State::Stopped | State::Waiting => {
+                !self.spec.enabled || self.manual_stop || (self.spec.on_demand && !self.triggered)
+            }
             _ => false,
         }
     }
@@ -400,6 +406,10 @@ impl Supervisor {
             if !matches!(s.state, State::Stopped | State::Waiting) || !s.wanted(false) {
                 continue;
             }
+            // On demand: only once triggered (a timer, a connection).
+            if s.spec.on_demand && !s.triggered {
+                continue;
+            }
             let mut blocked = None;
             let mut failed_dep = None;
             for d in &s.spec.requires {
@@ -431,6 +441,7 @@ impl Supervisor {
                     s.spec = p;
                 }
                 s.state = State::Starting;
+                s.triggered = false;
                 actions.push(Action::Spawn(name.clone()));
             }
         }
@@ -723,6 +734,8 @@ impl Supervisor {
                     s.restarts,
                     delay as f64 / 1000.0
                 )));
+                // Its restart policy is a trigger of its own.
+                s.triggered = s.spec.on_demand;
                 s.state = if delay == 0 {
                     State::Stopped
                 } else {
@@ -768,6 +781,7 @@ impl Supervisor {
                 .get_mut(&n)
                 .ok_or_else(|| format!("no such service \"{n}\""))?;
             s.manual_stop = false;
+            s.triggered |= s.spec.on_demand;
             if first {
                 s.spec.enabled = true;
             }
@@ -791,6 +805,37 @@ impl Supervisor {
             first = false;
         }
         Ok(outcome)
+    }
+
+    /// Something an on-demand service waits for happened (its timer, a
+    /// connection): it starts at the next step unless it runs already (a
+    /// run still going is not started twice).
+    pub fn trigger(&mut self, name: &str) -> Result<&'static str, String> {
+        if self.shutting_down {
+            return Err("the system is shutting down".into());
+        }
+        let s = self
+            .services
+            .get_mut(name)
+            .ok_or_else(|| format!("no such service \"{name}\""))?;
+        if !s.wanted(false) {
+            return Ok("not wanted (disabled or stopped by hand)");
+        }
+        match s.state {
+            State::Running { .. } | State::Starting | State::Stopping { .. } => {
+                Ok("already running")
+            }
+            State::Backoff { .. } => Ok("waiting to restart"),
+            State::Waiting => {
+                s.triggered = true;
+                Ok("waiting for its dependencies")
+            }
+            State::Stopped | State::Exited { .. } | State::Failed { .. } => {
+                s.state = State::Stopped;
+                s.triggered = true;
+                Ok("starting")
+            }
+        }
     }
 
     /// `ctl stop`: stops it and keeps it stopped; what requires it stops too.
@@ -992,6 +1037,9 @@ impl Supervisor {
                         | State::Failed { .. }
                         | State::Backoff { .. }
                 ) || (!s.wanted(self.shutting_down) && matches!(s.state, State::Stopped))
+                    || (s.spec.on_demand
+                        && !s.triggered
+                        && matches!(s.state, State::Stopped | State::Waiting))
                     || (s.spec.oneshot && matches!(s.state, State::Running { .. }))
             })
     }
@@ -1049,6 +1097,7 @@ mod tests {
             forking: false,
             pid_file: None,
             cgroup: Default::default(),
+            on_demand: false,
         }
     }
 
@@ -1550,5 +1599,30 @@ mod tests {
             vec![("cpu.weight", "300")]
         );
         assert_eq!(s.services["c"].state.pid(), Some(40));
+    }
+
+    #[test]
+    fn an_on_demand_service_starts_only_when_triggered_and_never_twice() {
+        let mut b = spec("b");
+        b.on_demand = true;
+        b.oneshot = true;
+        b.restart = RestartPolicy::Never;
+        let mut s = sup(vec![b, spec("w")]);
+        // Not at boot; the boot still settles.
+        assert_eq!(spawns(&s.step(0)), vec!["w"]);
+        s.spawned("w", Ok(10), 0);
+        assert!(s.settled());
+        assert!(spawns(&s.step(5)).is_empty());
+        assert_eq!(s.trigger("b"), Ok("starting"));
+        assert_eq!(spawns(&s.step(10)), vec!["b"]);
+        s.spawned("b", Ok(11), 10);
+        // Due again while the run goes on: not started twice.
+        assert_eq!(s.trigger("b"), Ok("already running"));
+        assert!(spawns(&s.step(20)).is_empty());
+        s.exited(11, ExitStatus::Exited(0), 30);
+        assert!(spawns(&s.step(31)).is_empty());
+        assert_eq!(s.trigger("b"), Ok("starting"));
+        assert_eq!(spawns(&s.step(40)), vec!["b"]);
+        assert!(s.trigger("nosuch").is_err());
     }
 }

@@ -79,6 +79,10 @@ function moonlit.start(name) end
 function moonlit.stop(name) end
 ---@param name string
 function moonlit.restart(name) end
+---Starts an on-demand service (one with a timer or a lazy socket) now,
+---unless a run of it is still going.
+---@param name string
+function moonlit.trigger(name) end
 ---@class moonlit.ServiceStats
 ---@field memory_current? integer bytes (memory.current; nil without the memory controller)
 ---@field cpu_usage_usec? integer CPU time used (cpu.stat usage_usec)

@@ -16,6 +16,7 @@ pub mod plain;
 pub mod plan;
 pub mod runtime;
 pub mod spawn;
+pub mod timers;
 
 pub use error::{ConfigError, ErrorKind};
 pub use plan::{Plan, ServiceSpec};

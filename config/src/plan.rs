@@ -143,6 +143,9 @@ pub struct ServiceSpec {
     /// connection to its socket), not at boot.
     #[serde(default)]
     pub on_demand: bool,
+    /// What starts it on a schedule (makes it on demand).
+    #[serde(default)]
+    pub timer: Option<crate::timers::TimerSpec>,
 }
 
 /// One resource limit: `None` keeps what the process inherits; `u64::MAX` is
@@ -295,6 +298,7 @@ impl ServiceSpec {
             pid_file: None,
             cgroup: CgroupLimits::default(),
             on_demand: false,
+            timer: None,
         }
     }
 
@@ -365,6 +369,7 @@ const SERVICE_KEYS: &[&str] = &[
     "type",
     "pid_file",
     "cgroup",
+    "timer",
     "main",
     "enabled",
     "on_change",
@@ -540,6 +545,7 @@ fn synonym(key: &str) -> Option<&'static str> {
         "servicetype" | "kind" => "type",
         "pidfile" => "pid_file",
         "cgroups" | "resources" | "resourcelimits" => "cgroup",
+        "oncalendar" | "schedule" | "cron" | "timers" => "timer",
         "logfile" | "standardoutput" | "log" => "log_file",
         "readiness" | "readycheck" => "ready",
         "healthcheck" | "liveness" | "livenessprobe" => "health",
@@ -674,6 +680,10 @@ pub fn parse_service(
             }
             "cgroup" => {
                 spec.cgroup = crate::cgroup_limits::parse_cgroup(v).map_err(|m| r.err(m))?
+            }
+            "timer" => {
+                spec.timer = Some(crate::timers::parse_timer(v).map_err(|m| r.err(m))?);
+                spec.on_demand = true;
             }
             "main" => spec.main = r.boolean(&key, v)?,
             "enabled" => spec.enabled = r.boolean(&key, v)?,

@@ -203,6 +203,56 @@ Task.__tostring = function(self)
   return "task " .. tostring(self.id) .. (self.done and " (done)" or "")
 end
 
+-- every(seconds, fn, ...): fn every so often, in a task of its own (its
+-- handle: :cancel() stops it). Fixed cadence; a late run is not caught up.
+function every(interval, fn, ...)
+  if type(interval) ~= "number" or interval ~= interval or interval <= 0 then
+    error("every: argument #1 must be a positive number of seconds, got " .. tostring(interval), 2)
+  end
+  if type(fn) ~= "function" then
+    error("every: argument #2 must be a function, got " .. type(fn), 2)
+  end
+  local n, args = select("#", ...), { ... }
+  return task(function()
+    local due = R.now()
+    while true do
+      due = due + interval
+      local left = due - R.now()
+      if left > 0 then
+        request("sleep", left)
+      else
+        due = R.now()
+      end
+      fn(unpack(args, 1, n))
+    end
+  end)
+end
+
+-- at("calendar expression", fn, ...): fn at each elapse (systemd's
+-- OnCalendar subset, local time), in a task of its own.
+function at(expr, fn, ...)
+  if type(expr) ~= "string" then
+    error("at: argument #1 must be a calendar expression, got " .. type(expr), 2)
+  end
+  local first = R.calendar_next(expr, R.unix_now())
+  if type(first) == "string" then error("at: " .. first, 2) end
+  if type(fn) ~= "function" then
+    error("at: argument #2 must be a function, got " .. type(fn), 2)
+  end
+  local n, args = select("#", ...), { ... }
+  return task(function()
+    local last = 0
+    while true do
+      local target = R.calendar_next(expr, math.max(R.unix_now(), last))
+      if not target then return end
+      local left = target - R.unix_now()
+      if left > 0 then request("sleep", left) end
+      last = target
+      fn(unpack(args, 1, n))
+    end
+  end)
+end
+
 -- Waits without blocking the loop: true when ready, nil and "timed out".
 local function fdnum(fd, fname)
   if type(fd) == "number" then return fd end

@@ -575,6 +575,30 @@ impl Runtime {
             })?,
         )?;
         r.set("max_tasks", MAX_TASKS)?;
+        // Calendar timers for `at`: Unix time now, and the next elapse of
+        // an expression after a Unix time (nil and why for a bad one).
+        r.set(
+            "unix_now",
+            lua.create_function(|_, ()| {
+                let t = rustix::time::clock_gettime(rustix::time::ClockId::Realtime);
+                Ok(t.tv_sec as f64 + t.tv_nsec as f64 / 1e9)
+            })?,
+        )?;
+        r.set(
+            "calendar_next",
+            lua.create_function(|lua, (expr, after): (String, f64)| {
+                match crate::timers::Calendar::parse(&expr) {
+                    Ok(c) => {
+                        let zone = crate::timers::Zone::local();
+                        Ok(match c.next_after(after.floor() as i64, &zone) {
+                            Some(t) => Value::Integer(t),
+                            None => Value::Boolean(false),
+                        })
+                    }
+                    Err(e) => Ok(Value::String(lua.create_string(e)?)),
+                }
+            })?,
+        )?;
         let sh = shared.clone();
         r.set(
             "ending",

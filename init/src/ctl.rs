@@ -132,6 +132,12 @@ fn print_status(v: &Value) {
                 _ => detail.push(format!("last {e}")),
             }
         }
+        if let Some(t) = s["timer"].as_object() {
+            if let Some(n) = t["next_local"].as_str() {
+                let secs = t["next_in_s"].as_f64().unwrap_or(0.0);
+                detail.push(format!("next run {n} (in {secs:.0} s)"));
+            }
+        }
         if let Some(c) = s["cgroup"].as_object() {
             let mut figs = Vec::new();
             if let Some(m) = c["memory_current"].as_u64() {

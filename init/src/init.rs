@@ -41,6 +41,7 @@ mod ready;
 pub mod reexec;
 mod reload;
 mod tasks;
+pub(crate) mod timers;
 use network::Net;
 use reload::Module;
 
@@ -129,6 +130,8 @@ pub struct Init {
     yielders: Vec<TaskId>,
     /// Tasks waiting on other tasks or on descriptors (tasks.rs).
     waits: tasks::LuaWaits,
+    /// Timer-started services' schedule (timers.rs).
+    timers: timers::Timers,
     boot_task: Option<TaskId>,
     boot_script_done: bool,
     config_errors: Vec<ConfigError>,
@@ -240,6 +243,7 @@ impl Init {
 
         let uid = rustix::process::getuid().as_raw();
         let cg = crate::cgroup::Cgroups::setup(opts.mode);
+        let timers = timers::Timers::new(&opts.cmdline, t0);
         let mut init = Init {
             opts,
             epoll,
@@ -257,6 +261,7 @@ impl Init {
             net_waiters: Vec::new(),
             yielders: Vec::new(),
             waits: Default::default(),
+            timers,
             boot_task: None,
             boot_script_done: false,
             config_errors: Vec::new(),
@@ -458,6 +463,7 @@ impl Init {
             self.control.as_ref().and_then(Control::next_deadline),
             self.net_waiters.iter().filter_map(|w| w.1).min(),
             self.waits.next_deadline(),
+            self.timers.next_deadline(),
             self.watch_due,
             self.dhcp_deadline(),
             self.reexec_deadline(),
@@ -578,6 +584,7 @@ impl Init {
                 progressed = true;
             }
             progressed |= self.lua_waits_due();
+            progressed |= self.fire_timers();
             for req in self.rt.take_host_requests() {
                 self.host_request(req);
                 progressed = true;
@@ -1462,6 +1469,7 @@ impl Init {
                     "env": self.env_names.get(&s.spec.name),
                     "health": health::status(s, now),
                     "cgroup": self.cgroup_json(&s.spec.name),
+                    "timer": self.timers.json(&s.spec.name),
                 })
             })
             .collect();

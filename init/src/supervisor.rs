@@ -1098,6 +1098,7 @@ mod tests {
             pid_file: None,
             cgroup: Default::default(),
             on_demand: false,
+            timer: None,
         }
     }
 

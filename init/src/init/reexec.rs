@@ -104,6 +104,9 @@ pub struct Handover {
     pub net_active: bool,
     #[serde(default)]
     pub reexecs: u64,
+    /// Timer-started services' schedule (next and last runs).
+    #[serde(default)]
+    pub timers: BTreeMap<String, crate::init::timers::Entry>,
 }
 
 pub(crate) struct PendingReexec {
@@ -354,6 +357,7 @@ impl Init {
             main_cmd: self.opts.main_cmd.clone(),
             service_env: self.rt.service_env(),
             dhcp: self.dhcp_clients(),
+            timers: self.timers.export(),
             control_fd,
             reply_fd,
             services: self.sup.snapshot(),
@@ -469,6 +473,8 @@ impl Init {
                 .cgroup_populated(&n, populated, crate::init::now_ms());
             self.perform(actions);
         }
+        // The schedule goes on where the old image left it.
+        self.timers.import(h.timers.clone());
         let outcomes = self.commit(c);
         // Log files and console echo as the (re-read) specs say.
         let specs: Vec<(String, moonlit_config::ServiceSpec)> = self

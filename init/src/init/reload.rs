@@ -193,6 +193,7 @@ impl Init {
         let (actions, outcomes) = self.sup.apply(&c.plan, now);
         self.modules = c.modules;
         self.plan = c.plan;
+        self.sync_timers();
         self.refresh_callbacks();
         self.perform(actions);
         self.apply_log_settings();

@@ -603,20 +603,25 @@ fn the_configuration_guide_examples_pass_check() {
     let (fragments, whole): (Vec<&str>, Vec<&str>) = blocks
         .iter()
         .partition(|b| b.lines().filter(|l| !l.trim().is_empty()).all(setting));
+    // Boot-script examples (neither services nor state) make one init.lua.
+    let (decls, scripts): (Vec<&str>, Vec<&str>) = whole
+        .iter()
+        .partition(|b| b.contains("service \"") || b.contains("state("));
     assert_eq!(
-        whole.len(),
-        3,
-        "init.lua, services and state examples: {whole:?}"
+        (scripts.len(), decls.len()),
+        (2, 2),
+        "init.lua (boot script, tasks), services and state examples: {whole:?}"
     );
+    let boot_script = scripts.join("\n");
     assert!(
         !fragments.is_empty(),
         "the setting examples (log_file, health)"
     );
     let dir = common::scratch("guide");
     std::fs::create_dir_all(dir.join("services")).expect("mkdir");
-    std::fs::write(dir.join("init.lua"), whole[0]).expect("write");
-    std::fs::write(dir.join("services/app.lua"), whole[1]).expect("write");
-    std::fs::write(dir.join("services/state.lua"), whole[2]).expect("write");
+    std::fs::write(dir.join("init.lua"), &boot_script).expect("write");
+    std::fs::write(dir.join("services/app.lua"), decls[0]).expect("write");
+    std::fs::write(dir.join("services/state.lua"), decls[1]).expect("write");
     let mut frag_services = String::new();
     let mut n = 0;
     for line in fragments.iter().flat_map(|b| b.lines()) {

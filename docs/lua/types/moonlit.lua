@@ -61,6 +61,67 @@ function spawn(spec) end
 ---@return string output
 function sh(cmd) end
 
+---@class Task
+local Task = {}
+---Waits for the task; its function's results, or nil and the error.
+---@param timeout? number seconds
+---@return any ...
+function Task:join(timeout) end
+---Ends the task where it waits; false if it had ended.
+---@return boolean
+function Task:cancel() end
+
+---Starts fn(...) in a task of its own beside the caller.
+---@param fn function
+---@return Task|nil task
+---@return string|nil err
+function task(fn, ...) end
+---fn(...) every `seconds`, in a task of its own.
+---@param seconds number
+---@param fn function
+---@return Task
+function every(seconds, fn, ...) end
+---fn(...) at each elapse of a calendar expression (systemd's OnCalendar subset).
+---@param calendar string
+---@param fn function
+---@return Task
+function at(calendar, fn, ...) end
+---Waits until fd is readable; true, or nil and "timed out".
+---@param fd integer|userdata
+---@param timeout? number
+---@return true|nil
+---@return string|nil
+function wait_readable(fd, timeout) end
+---Waits until fd is writable; true, or nil and "timed out".
+---@param fd integer|userdata
+---@param timeout? number
+---@return true|nil
+---@return string|nil
+function wait_writable(fd, timeout) end
+
+---@class io.Stream
+---@field read fun(self: io.Stream, what?: integer|"*l"|"*L"|"*a", timeout?: number): string|nil, any
+---@field write fun(self: io.Stream, ...: string): integer|nil, any
+---@field lines fun(self: io.Stream, timeout?: number): fun(): string|nil
+---@field shutdown fun(self: io.Stream, how?: string): boolean|nil, any
+---@field close fun(self: io.Stream): boolean|nil, any
+
+---@class io.Server
+---@field accept fun(self: io.Server, timeout?: number): io.Stream|nil, any
+---@field autospawn fun(self: io.Server, fn: fun(client: io.Stream)): boolean|nil, any
+---@field close fun(self: io.Server): boolean|nil, any
+
+---@class io.tcp
+---@field listen fun(host: string, port: integer, backlog?: integer): io.Server|nil, any
+---@field connect fun(host: string, port: integer, timeout?: number): io.Stream|nil, any
+---@class io.unix
+---@field listen fun(path: string, mode?: string, backlog?: integer): io.Server|nil, any
+---@field connect fun(path: string, timeout?: number): io.Stream|nil, any
+---@type io.tcp
+io.tcp = {}
+---@type io.unix
+io.unix = {}
+
 ---@class moonlit
 ---@field mode "system"|"container"|"sandbox"|"user"
 ---@field config_dir string
@@ -133,6 +194,7 @@ function moonlit.switch_root(root, init) end
 ---@field on_exit? fun(name: string, code: integer, reason: "oom"|nil) runs as a task after each end (once its cgroup is empty)
 ---@field type? "simple"|"forking"|"oneshot"|"notify" "forking": the started process daemonizes and exits 0
 ---@field pid_file? string with type "forking": where the daemon writes its pid
+---@field timer? string|{calendar?: string|string[], on_boot?: number, every?: number, persistent?: boolean, randomized_delay?: number} started on a schedule instead of at boot
 ---@field cgroup? {memory_max?: string|integer, memory_high?: string|integer, swap_max?: string|integer, cpu_weight?: integer, cpu_max?: string, pids_max?: integer|"max", io_weight?: integer} cgroup v2 limits, applied live on reload
 ---@field health? {exec?: string[], tcp?: integer, host?: string, path?: string, every?: number, timeout?: number, retries?: integer, action?: "restart"|"mark"} probes after readiness (every 10 s, timeout 2 s, 3 retries, "restart")
 ---@field on_health? fun(name: string, ok: boolean) runs as a task when it becomes healthy or unhealthy

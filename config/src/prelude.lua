@@ -487,6 +487,7 @@ local function build_sockets()
     if not ok then return nil, err end
     local c, addr = self.fd:accept(nil, timeout)
     if not c then return nil, addr end
+    if self.tcp then sys.setsockopt(c, "tcp", "nodelay", true) end
     local peer = type(addr) == "table" and (addr.addr and (addr.addr .. ":" .. tostring(addr.port)) or addr.path) or "?"
     return admit(c, Stream, peer or "?")
   end
@@ -539,6 +540,8 @@ local function build_sockets()
     if not fd then return nil, e end
     local okc, ec = fd:connect(addr, port, timeout)
     if not okc then fd:close() return nil, ec end
+    -- Lines and small requests: no Nagle delay.
+    if domain ~= "unix" then sys.setsockopt(fd, "tcp", "nodelay", true) end
     return admit(fd, Stream, what)
   end
   local function host_of(h)
@@ -559,7 +562,9 @@ local function build_sockets()
     listen = function(host, port, backlog)
       local h, fam = host_of(host)
       port = port_of(port, "io.tcp.listen")
-      return listen(fam, h, port, backlog, h .. ":" .. port)
+      local srv, err = listen(fam, h, port, backlog, h .. ":" .. port)
+      if srv then srv.tcp = true end
+      return srv, err
     end,
     connect = function(host, port, timeout)
       local h, fam = host_of(host)

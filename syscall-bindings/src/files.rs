@@ -110,19 +110,40 @@ fn count_arg(a: &Value, b: &Value, default: usize) -> Res<usize> {
 
 /// Upper bound of one read, so a script cannot make PID 1 allocate gigabytes.
 const MAX_READ: usize = 64 << 20;
+/// Reads up to this size go through the reused scratch buffer.
+const SCRATCH_MAX: usize = 256 << 10;
 
 fn read_into(fd: FdArg, count: usize, offset: Option<u64>, call: &'static str) -> Res<Vec<u8>> {
     if count > MAX_READ {
         return Err(arg_error(format!("{call}: count {count} above {MAX_READ}")));
     }
     let b = fd.get(call)?;
-    let mut buf = vec![0u8; count];
-    let n = match offset {
-        None => rustix::io::read(b, &mut buf).or_sys(call)?,
-        Some(o) => rustix::io::pread(b, &mut buf, o).or_sys(call)?,
-    };
-    buf.truncate(n);
-    Ok(buf)
+    // One scratch buffer, grown once and reused: a fresh zeroed 64 KiB per
+    // read (what a socket reader asks for) costs page faults, not bytes.
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    if count > SCRATCH_MAX {
+        // Rare big reads do not keep their buffer for the process's life.
+        let mut buf = vec![0u8; count];
+        let n = match offset {
+            None => rustix::io::read(b, &mut buf).or_sys(call)?,
+            Some(o) => rustix::io::pread(b, &mut buf, o).or_sys(call)?,
+        };
+        buf.truncate(n);
+        return Ok(buf);
+    }
+    SCRATCH.with(|s| {
+        let mut buf = s.borrow_mut();
+        if buf.len() < count {
+            buf.resize(count, 0);
+        }
+        let n = match offset {
+            None => rustix::io::read(b, &mut buf[..count]).or_sys(call)?,
+            Some(o) => rustix::io::pread(b, &mut buf[..count], o).or_sys(call)?,
+        };
+        Ok(buf[..n].to_vec())
+    })
 }
 
 fn data_arg<'a>(s: &'a [u8], count: &Value) -> Res<&'a [u8]> {

@@ -40,6 +40,7 @@ mod network;
 mod ready;
 pub mod reexec;
 mod reload;
+mod script;
 mod tasks;
 pub(crate) mod timers;
 use network::Net;
@@ -83,6 +84,8 @@ pub struct Options {
     /// Entrypoint mode with a configuration: the command that runs as the
     /// `main` service after the configured ones.
     pub main_cmd: Option<crate::entry::MainCmd>,
+    /// `moonlit lua SCRIPT ARGS...`: run the script on the loop, then exit.
+    pub script: Option<(PathBuf, Vec<String>)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -235,8 +238,11 @@ impl Init {
             cmdline: opts.cmdline.clone(),
         };
         let lc = console.clone();
-        let log: moonlit_config::runtime::LogFn =
-            Rc::new(move |m: &str| log_line(&lc, &format!("lua: {m}")));
+        let log: moonlit_config::runtime::LogFn = if opts.script.is_some() {
+            Rc::new(script::print_line)
+        } else {
+            Rc::new(move |m: &str| log_line(&lc, &format!("lua: {m}")))
+        };
         let modules: [Registrar; 2] = [moonlit_sys::register, moonlit_net::register];
         let rt = Runtime::new(opts.limits, &info, log, &modules)
             .map_err(|e| format!("Lua runtime: {e}"))?;
@@ -296,6 +302,9 @@ impl Init {
             health: health::Probes::default(),
             cg,
         };
+        if init.opts.script.is_some() {
+            return Ok(init);
+        }
         init.report_cgroups();
         let control = match init.opts.inherited_control {
             Some(fd) => Ok(Control::adopt(
@@ -427,6 +436,7 @@ impl Init {
             self.log("internal error (panic) in the first turn; carrying on");
         }
         loop {
+            self.script_exit_if_done();
             let r = catch_unwind(AssertUnwindSafe(|| self.turn()));
             if let Err(p) = r {
                 let msg = p
@@ -453,6 +463,7 @@ impl Init {
             ) {
                 self.finish();
             }
+            self.script_exit_if_done();
         }
     }
 
@@ -643,7 +654,12 @@ impl Init {
     }
 
     fn check_ready(&mut self) {
-        if self.ready || !self.boot_script_done || !self.sup.settled() || self.shutdown.is_some() {
+        if self.ready
+            || !self.boot_script_done
+            || !self.sup.settled()
+            || self.shutdown.is_some()
+            || self.opts.script.is_some()
+        {
             return;
         }
         self.ready = true;

@@ -44,6 +44,8 @@ const USAGE: &str = "usage:
   moonlit ctl [--socket PATH] COMMAND ...   talk to a running moonlit (see ctl --help)
   moonlit check DIR               validate a configuration without booting it
   moonlit types DIR               write LuaLS type stubs (sys, syscall, net, moonlit) into DIR
+  moonlit lua SCRIPT [ARGS...]    run a Lua script on moonlit's runtime and loop (tasks,
+                                  sockets, timers, sys, net); exits when its tasks end
   moonlit [FLAGS] [--] CMD [ARGS...]
                                   a container's init for CMD, as tini and dumb-init are
                                   (services of --config DIR or /etc/moonlit beside it;
@@ -166,8 +168,13 @@ fn new_init(opts: Options, mask: &SigSet, stage1_ms: u64, t0: u64) -> Init {
 
 fn start_init(opts: Options, mask: &SigSet, t0: u64, stage1_ms: u64) -> ! {
     sys::close_inherited_fds();
+    let script = opts.script.is_some();
     let mut init = new_init(opts, mask, stage1_ms, t0);
-    init.boot();
+    if script {
+        init.script_boot();
+    } else {
+        init.boot();
+    }
     init.run()
 }
 
@@ -233,6 +240,7 @@ fn system_boot(config: Option<String>, main_cmd: Option<entry::MainCmd>, mask: &
         limits: Default::default(),
         inherited_control: None,
         main_cmd,
+        script: None,
     };
     let stage1_ms = now_ms().saturating_sub(t0);
     start_init(opts, mask, t0, stage1_ms)
@@ -282,6 +290,7 @@ fn run(args: &[String], mask: &SigSet) -> i32 {
         limits: Default::default(),
         inherited_control: None,
         main_cmd: None,
+        script: None,
     };
     if !sandbox {
         let t0 = now_ms();
@@ -524,8 +533,41 @@ fn entry_main(args: &[std::ffi::OsString], mask: &SigSet) -> ! {
         limits: Default::default(),
         inherited_control: None,
         main_cmd,
+        script: None,
     };
     start_init(opts, mask, t0, 0)
+}
+
+/// `moonlit lua SCRIPT [ARGS...]`: the PID 1 Lua runtime as a standalone
+/// interpreter (as LEM's `lem`): the script is the one task to begin with;
+/// the process exits when every task has ended (1 if any failed).
+fn lua_script(args: &[String], mask: &SigSet) -> i32 {
+    let Some((script, rest)) = args.split_first() else {
+        return usage_error("lua needs a script");
+    };
+    let path = PathBuf::from(script);
+    if !path.is_file() {
+        eprintln!("moonlit: {script}: no such file");
+        return 2;
+    }
+    let dir = std::fs::canonicalize(&path)
+        .ok()
+        .and_then(|p| p.parent().map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("."));
+    let opts = Options {
+        mode: Mode::User,
+        config_dir: dir,
+        control_path: PathBuf::new(),
+        debug: false,
+        rescue: false,
+        watch: false,
+        cmdline: Vec::new(),
+        limits: Default::default(),
+        inherited_control: None,
+        main_cmd: None,
+        script: Some((path, rest.to_vec())),
+    };
+    start_init(opts, mask, now_ms(), 0)
 }
 
 fn usage_error(msg: &str) -> i32 {
@@ -568,7 +610,16 @@ fn main() {
     let subcommand = matches!(
         sub,
         Some(
-            "run" | "ctl" | "check" | "types" | "--version" | "version" | "-h" | "--help" | "help"
+            "run"
+                | "ctl"
+                | "check"
+                | "types"
+                | "lua"
+                | "--version"
+                | "version"
+                | "-h"
+                | "--help"
+                | "help"
         )
     );
     if !subcommand && entry::wanted(rest, false) {
@@ -576,6 +627,7 @@ fn main() {
     }
     let code = match sub {
         Some("run") => run(&args[2..], &mask),
+        Some("lua") => lua_script(&args[2..], &mask),
         Some("ctl") => {
             unblock_signals();
             sys::default_sigpipe();

@@ -211,3 +211,67 @@ print("chat ok", flush=True)
     });
     assert_eq!(sb.poweroff(&[]), 0);
 }
+
+#[test]
+fn moonlit_lua_runs_a_script_on_the_loop_and_exits_when_its_tasks_end() {
+    let dir = common::scratch("lua-cli");
+    let script = dir.join("s.lua");
+    std::fs::write(
+        &script,
+        r#"
+local a, b = ...
+print("args " .. arg[0]:match("[^/]+$") .. " " .. arg[1] .. " " .. tostring(a) .. " " .. tostring(b))
+local t = task(function() sleep(0.3); print("task done"); return 42 end)
+task(function() print("joined " .. t:join()) end)
+print("main done")
+"#,
+    )
+    .unwrap();
+    let t0 = std::time::Instant::now();
+    let out = std::process::Command::new(common::BIN)
+        .arg("lua")
+        .arg(&script)
+        .args(["x", "y"])
+        .output()
+        .expect("moonlit lua");
+    let so = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    // Only the script's own lines: no boot report around them.
+    let lines: Vec<&str> = so.lines().collect();
+    assert_eq!(
+        lines,
+        ["args s.lua x x y", "main done", "task done", "joined 42"],
+        "{so}"
+    );
+    assert!(t0.elapsed() >= std::time::Duration::from_millis(300));
+    // An error: exit status 1, the message with its place.
+    std::fs::write(
+        &script,
+        "task(function() sleep(0.05) error('late boom') end)\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(common::BIN)
+        .arg("lua")
+        .arg(&script)
+        .output()
+        .expect("moonlit lua");
+    let all =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(all.contains("s.lua:1: late boom"), "{all}");
+    // A script with nothing to wait for ends at once.
+    std::fs::write(&script, "print('hi')\n").unwrap();
+    let out = std::process::Command::new("timeout")
+        .args(["10", common::BIN, "lua"])
+        .arg(&script)
+        .output()
+        .expect("moonlit lua");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
+    // A script that is not there.
+    let out = std::process::Command::new(common::BIN)
+        .args(["lua", "/nonexistent/x.lua"])
+        .output()
+        .expect("moonlit lua");
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -187,6 +187,7 @@ impl Handover {
             limits: Default::default(),
             inherited_control: self.control_fd,
             main_cmd: self.main_cmd.clone(),
+            script: None,
         }
     }
 }

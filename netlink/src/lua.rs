@@ -1022,56 +1022,65 @@ fn build_net(lua: &Lua) -> mlua::Result<Table> {
             }
         })?,
     )?;
+    // (name, want, tentative_ok, scope) -> address table, link | false | nil, err
     m.set(
         "_check_address",
-        lua.create_function(|lua, (name, want, tentative_ok): (String, Value, bool)| {
-            check_name(&name)?;
-            enum Want {
-                Family(Option<u8>),
-                Addr(IpNet, bool),
-            }
-            let want = match &want {
-                Value::String(s) => {
-                    let s = s.to_str()?.to_string();
-                    match family_of(Value::String(lua.create_string(&s)?)) {
-                        Ok(f) => Want::Family(f),
-                        Err(_) => Want::Addr(parse_ipnet(&s)?, s.contains('/')),
-                    }
+        lua.create_function(
+            |lua, (name, want, tentative_ok, scope): (String, Value, bool, Value)| {
+                check_name(&name)?;
+                enum Want {
+                    Family(Option<u8>),
+                    Addr(IpNet, bool),
                 }
-                Value::Nil => Want::Family(None),
-                v => Want::Family(family_of(v.clone())?),
-            };
-            let r = with_handle(lua, |h| {
-                let l = h.link(&LinkRef::Name(name.clone()))?;
-                let addrs = h.addresses(None)?;
-                Ok((l, addrs))
-            })?;
-            match r {
-                Ok((l, addrs)) => {
-                    let hit = addrs.iter().filter(|a| a.index == l.index).find(|a| {
-                        (tentative_ok || !a.tentative())
-                            && a.flags & IFA_F_DADFAILED == 0
-                            && match &want {
-                                Want::Family(f) => {
-                                    f.is_none_or(|f| a.net.family() == f) && !a.net.is_link_local()
+                let want = match &want {
+                    Value::String(s) => {
+                        let s = s.to_str()?.to_string();
+                        match family_of(Value::String(lua.create_string(&s)?)) {
+                            Ok(f) => Want::Family(f),
+                            Err(_) => Want::Addr(parse_ipnet(&s)?, s.contains('/')),
+                        }
+                    }
+                    Value::Nil => Want::Family(None),
+                    v => Want::Family(family_of(v.clone())?),
+                };
+                let scope = parse_scope(scope)?;
+                let r = with_handle(lua, |h| {
+                    let l = h.link(&LinkRef::Name(name.clone()))?;
+                    let addrs = h.addresses(None)?;
+                    Ok((l, addrs))
+                })?;
+                match r {
+                    Ok((l, addrs)) => {
+                        let hit = addrs.iter().filter(|a| a.index == l.index).find(|a| {
+                            (tentative_ok || !a.tentative())
+                                && a.flags & IFA_F_DADFAILED == 0
+                                && scope.is_none_or(|s| a.scope == s)
+                                && match &want {
+                                    Want::Family(f) => {
+                                        f.is_none_or(|f| a.net.family() == f)
+                                            && (scope.is_some() || !a.net.is_link_local())
+                                    }
+                                    Want::Addr(n, with_prefix) => {
+                                        a.net.addr == n.addr
+                                            && (!with_prefix || a.net.prefix == n.prefix)
+                                    }
                                 }
-                                Want::Addr(n, with_prefix) => {
-                                    a.net.addr == n.addr
-                                        && (!with_prefix || a.net.prefix == n.prefix)
-                                }
+                        });
+                        match hit {
+                            Some(a) => {
+                                let t = addr_table(lua, a, Some(&l.name))?;
+                                (t, LuaLink(l)).into_lua_multi(lua)
                             }
-                    });
-                    match hit {
-                        Some(_) => LuaLink(l).into_lua_multi(lua),
-                        None => false.into_lua_multi(lua),
+                            None => false.into_lua_multi(lua),
+                        }
                     }
+                    Err(e) if e.errno() == rustix::io::Errno::NODEV.raw_os_error() => {
+                        false.into_lua_multi(lua)
+                    }
+                    Err(e) => fail(lua, e),
                 }
-                Err(e) if e.errno() == rustix::io::Errno::NODEV.raw_os_error() => {
-                    false.into_lua_multi(lua)
-                }
-                Err(e) => fail(lua, e),
-            }
-        })?,
+            },
+        )?,
     )?;
     lua.load(NET_LUA).set_name("=net").call::<Table>(m)
 }

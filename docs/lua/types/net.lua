@@ -226,10 +226,10 @@ function net.del_route(r) end
 function net.wait_link(name, opts) end
 
 ---@param name string
----@param want string?  # "10.0.0.2", "10.0.0.2/24", "inet", "inet6" or nil (any)
----@param opts {timeout: number?, tentative: boolean?}?
----@return net.Link? link
----@return net.Error? err
+---@param want string|{family: string?, address: string?, scope: string|integer|nil, timeout: number?, tentative: boolean?}|nil  # "10.0.0.2", "10.0.0.2/24", "inet", "inet6", nil (any), or one options table (family "inet" unless given)
+---@param opts {timeout: number?, tentative: boolean?, scope: string|integer|nil}?
+---@return table? address  # as net.addresses lists it: {address=, prefix=, cidr=, family=, scope=, ...}
+---@return net.Link|net.Error|nil link_or_err
 function net.wait_address(name, want, opts) end
 
 ---@return net.EventSocket? events

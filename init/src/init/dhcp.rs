@@ -307,16 +307,20 @@ impl Init {
         }
     }
 
-    /// `spec` with every lease in it: its address, its routes (classless
+    /// `spec` with every lease in it (and links with DHCP or SLAAC up
+    /// unless declared otherwise): its address, its routes (classless
     /// ones if given, else the default route via the first router), its MTU
     /// where none is declared, its DNS servers and search domains.
     pub(crate) fn effective_spec(&self, spec: &NetworkSpec) -> NetworkSpec {
         let mut s = spec.clone();
         for l in s.links.values_mut() {
-            let Some(cfg) = l.dhcp.clone() else { continue };
-            if l.up.is_none() {
+            // SLAAC needs the link up, as DHCP does: brought up unless
+            // `up` is declared.
+            let slaac = l.ipv6.as_ref().is_some_and(|v| v.accept_ra == Some(true));
+            if l.up.is_none() && (slaac || l.dhcp.is_some()) {
                 l.up = Some(true);
             }
+            let Some(cfg) = l.dhcp.clone() else { continue };
             let mut addresses = l.addresses.clone().unwrap_or_default();
             let mut routes = l.routes.clone().unwrap_or_default();
             if let Some(lease) = self

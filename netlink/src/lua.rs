@@ -46,6 +46,82 @@ struct NetState {
     h: Option<Handle>,
 }
 
+/// The Lua registry key of the DHCP leases the init holds: a table by
+/// interface name of the tables [`lease_table`] makes (`net.lease` reads it;
+/// outside the init it does not exist and `net.lease` returns nil).
+pub const LEASES_KEY: &str = "moonlit.net.leases";
+
+fn mono_ms() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    t.tv_sec as u64 * 1000 + t.tv_nsec as u64 / 1_000_000
+}
+
+/// A lease as Lua sees it: `address`, `prefix`, `cidr`, `server`,
+/// `router` (the first), `routers`, `dns`, `search`, `hostname`, `mtu`,
+/// `lease` / `t1` / `t2` (seconds from when it was obtained), and
+/// `expires_in` / `t1_in` / `t2_in` (seconds from now, at least 0).
+pub fn lease_table(lua: &Lua, l: &crate::dhcp::Lease) -> mlua::Result<Table> {
+    let t = lua.create_table()?;
+    t.set("address", l.address.to_string())?;
+    t.set("prefix", l.prefix)?;
+    t.set("cidr", format!("{}/{}", l.address, l.prefix))?;
+    t.set("server", l.server.to_string())?;
+    if let Some(r) = l.routers.first() {
+        t.set("router", r.to_string())?;
+    }
+    let list = |v: Vec<String>| lua.create_sequence_from(v);
+    t.set(
+        "routers",
+        list(l.routers.iter().map(|x| x.to_string()).collect())?,
+    )?;
+    t.set("dns", list(l.dns.iter().map(|x| x.to_string()).collect())?)?;
+    t.set("search", list(l.search.clone())?)?;
+    if let Some(h) = &l.hostname {
+        t.set("hostname", h.as_str())?;
+    }
+    if let Some(m) = l.mtu {
+        t.set("mtu", m)?;
+    }
+    t.set("lease", l.lease_secs)?;
+    t.set("t1", l.t1_secs)?;
+    t.set("t2", l.t2_secs)?;
+    t.set("_start_ms", l.start_ms)?;
+    refresh_lease_times(&t)?;
+    Ok(t)
+}
+
+/// Recomputes `expires_in`, `t1_in`, `t2_in` of a lease table for now.
+fn refresh_lease_times(t: &Table) -> mlua::Result<()> {
+    let start: u64 = t.get("_start_ms")?;
+    let now = mono_ms();
+    for (key, secs) in [("expires_in", "lease"), ("t1_in", "t1"), ("t2_in", "t2")] {
+        let s: u64 = t.get(secs)?;
+        let left = (start + s * 1000).saturating_sub(now);
+        t.set(key, left as f64 / 1000.0)?;
+    }
+    Ok(())
+}
+
+/// Records (or with `None` forgets) the lease of `ifname` for `net.lease`.
+pub fn publish_lease(
+    lua: &Lua,
+    ifname: &str,
+    lease: Option<&crate::dhcp::Lease>,
+) -> mlua::Result<()> {
+    let all = match lua.named_registry_value::<Option<Table>>(LEASES_KEY)? {
+        Some(t) => t,
+        None => {
+            let t = lua.create_table()?;
+            lua.set_named_registry_value(LEASES_KEY, &t)?;
+            t
+        }
+    };
+    match lease {
+        Some(l) => all.set(ifname, lease_table(lua, l)?),
+        None => all.set(ifname, Value::Nil),
+    }
+}
+
 fn with_handle<R>(
     lua: &Lua,
     f: impl FnOnce(&mut Handle) -> Result<R, NetError>,
@@ -978,6 +1054,37 @@ fn build_net(lua: &Lua) -> mlua::Result<Table> {
         lua.create_function(|lua, ()| match EventSocket::new() {
             Ok(s) => LuaEvents(Some(s)).into_lua_multi(lua),
             Err(e) => fail(lua, e),
+        })?,
+    )?;
+    // net.lease(name): a copy of the init's lease of `name`, its times
+    // counted from now; nil without one.
+    m.set(
+        "lease",
+        lua.create_function(|lua, name: String| {
+            check_name(&name)?;
+            let Some(all) = lua.named_registry_value::<Option<Table>>(LEASES_KEY)? else {
+                return Ok(Value::Nil);
+            };
+            let Some(l) = all.get::<Option<Table>>(name)? else {
+                return Ok(Value::Nil);
+            };
+            let t = lua.create_table()?;
+            for pair in l.pairs::<Value, Value>() {
+                let (k, v) = pair?;
+                let v = match v {
+                    Value::Table(list) => {
+                        let c = lua.create_table()?;
+                        for x in list.sequence_values::<Value>() {
+                            c.push(x?)?;
+                        }
+                        Value::Table(c)
+                    }
+                    v => v,
+                };
+                t.set(k, v)?;
+            }
+            refresh_lease_times(&t)?;
+            Ok(Value::Table(t))
         })?,
     )?;
     m.set(

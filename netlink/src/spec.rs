@@ -413,7 +413,15 @@ const COMMON_KEYS: &[&str] = &[
     "dhcp",
     "ipv6",
 ];
-const DHCP_KEYS: &[&str] = &["hostname", "client_id", "use_dns", "use_routes", "release"];
+const DHCP_KEYS: &[&str] = &[
+    "hostname",
+    "client_id",
+    "use_dns",
+    "use_routes",
+    "use_hostname",
+    "release",
+    "on_lease",
+];
 const ROUTE_KEYS: &[&str] = &["to", "via", "metric", "src", "scope", "table", "family"];
 
 struct Cx<'a> {
@@ -816,11 +824,26 @@ fn parse_link(cx: &Cx, name: &str) -> Result<LinkSpec, SpecError> {
             {
                 return Err(cx.key_err("dhcp", "hostname must be 1 to 63 characters"));
             }
+            // The hook itself stays in the declaration's table: the init
+            // takes it from there (as it takes a service's callbacks).
+            match cx.get(&d, "on_lease")? {
+                Value::Nil | Value::Function(_) => {}
+                other => {
+                    return Err(cx.key_err(
+                        "dhcp",
+                        format!(
+                            "on_lease must be a function (ifname, lease, event), got {}",
+                            other.type_name()
+                        ),
+                    ))
+                }
+            }
             Some(crate::dhcp::DhcpConfig {
                 hostname,
                 client_id: cx.opt_str(&d, "client_id")?.map(String::into_bytes),
                 use_dns: cx.opt_bool(&d, "use_dns")?.unwrap_or(true),
                 use_routes: cx.opt_bool(&d, "use_routes")?.unwrap_or(true),
+                use_hostname: cx.opt_bool(&d, "use_hostname")?.unwrap_or(false),
                 release: cx.opt_bool(&d, "release")?.unwrap_or(false),
             })
         }

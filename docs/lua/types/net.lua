@@ -232,6 +232,29 @@ function net.wait_link(name, opts) end
 ---@return net.Link|net.Error|nil link_or_err
 function net.wait_address(name, want, opts) end
 
+---@class net.Lease
+---@field address string
+---@field prefix integer
+---@field cidr string
+---@field server string
+---@field router string?
+---@field routers string[]
+---@field dns string[]
+---@field search string[]
+---@field hostname string?
+---@field mtu integer?
+---@field lease integer  # seconds, from when it was obtained
+---@field t1 integer
+---@field t2 integer
+---@field expires_in number  # seconds from now
+---@field t1_in number
+---@field t2_in number
+
+--- The DHCP lease the init holds for `name`, or nil.
+---@param name string
+---@return net.Lease?
+function net.lease(name) end
+
 ---@return net.EventSocket? events
 ---@return net.Error? err
 function net.events() end

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsFd, OwnedFd};
 
-use moonlit_net::dhcp::{Client, Dest, Output};
+use moonlit_net::dhcp::{Client, Dest, Lease, Output};
 use moonlit_net::spec::RouteSpec;
 use moonlit_net::{DnsSpec, IpNet, LinkRef, NetworkSpec};
 use rustix::event::epoll::{self, EventData, EventFlags};
@@ -25,6 +25,9 @@ pub(crate) const T_DHCP: u64 = 4 << 32;
 pub(crate) struct Dhcp {
     runs: BTreeMap<String, Run>,
     next_id: u32,
+    /// `on_lease` calls waiting for the network to be applied (interface,
+    /// lease or none, "bound" | "lost").
+    hooks: Vec<(String, Option<Lease>, &'static str)>,
 }
 
 struct Run {
@@ -183,6 +186,96 @@ impl Init {
                 self.dhcp_outputs(&name, out);
             }
         }
+        // The network now carries the leases: their hooks see them applied.
+        self.run_lease_hooks();
+    }
+
+    /// The `on_lease` hook of `ifname`'s declaration in force (`dhcp = {
+    /// on_lease = function(ifname, lease, event) ... end }`), if any.
+    fn lease_hook(&self, ifname: &str) -> Option<mlua::Function> {
+        self.modules.values().find_map(|m| {
+            m.eval.decls.iter().find_map(|d| {
+                if !d.kind.starts_with("network.") || d.name.as_deref() != Some(ifname) {
+                    return None;
+                }
+                match d.body.raw_get::<mlua::Value>("dhcp") {
+                    Ok(mlua::Value::Table(t)) => match t.raw_get::<mlua::Value>("on_lease") {
+                        Ok(mlua::Value::Function(f)) => Some(f),
+                        _ => None,
+                    },
+                    _ => None,
+                }
+            })
+        })
+    }
+
+    /// Leases as `net.lease` shows them (after each change, and adoption).
+    fn publish_lease(&mut self, name: &str) {
+        let lease = self
+            .dhcp
+            .runs
+            .get(name)
+            .and_then(|r| r.client.lease.clone());
+        if let Err(e) = moonlit_net::lua::publish_lease(self.rt.lua(), name, lease.as_ref()) {
+            self.log(&format!("dhcp {name}: recording the lease for Lua: {e}"));
+        }
+    }
+
+    /// Runs the queued `on_lease` hooks, each as a task (it may block).
+    fn run_lease_hooks(&mut self) {
+        for (name, lease, event) in std::mem::take(&mut self.dhcp.hooks) {
+            let Some(f) = self.lease_hook(&name) else {
+                continue;
+            };
+            let arg = match &lease {
+                Some(l) => match moonlit_net::lua::lease_table(self.rt.lua(), l) {
+                    Ok(t) => mlua::Value::Table(t),
+                    Err(e) => {
+                        self.log(&format!("dhcp {name}: on_lease: {e}"));
+                        continue;
+                    }
+                },
+                None => mlua::Value::Nil,
+            };
+            let label = format!("dhcp {name} on_lease");
+            let (id, step) = self
+                .rt
+                .start_task(&label, f, (name.clone(), arg, event.to_string()));
+            self.task_names.insert(id, label);
+            self.handle_step(id, step);
+        }
+    }
+
+    /// Option 12 as the system's hostname, when `use_hostname` asks.
+    fn apply_hostname(&mut self, name: &str, lease: &Lease) {
+        let asked = self
+            .dhcp
+            .runs
+            .get(name)
+            .is_some_and(|r| r.client.cfg.use_hostname);
+        let Some(h) = lease.hostname.as_deref().filter(|_| asked) else {
+            return;
+        };
+        let valid = !h.is_empty()
+            && h.len() <= 64
+            && h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+        if !valid {
+            self.log(&format!(
+                "dhcp {name}: the lease's hostname {h:?} is not a valid hostname: not set"
+            ));
+            return;
+        }
+        let current = rustix::system::uname();
+        if current.nodename().to_bytes() == h.as_bytes() {
+            return;
+        }
+        match rustix::system::sethostname(h.as_bytes()) {
+            Ok(()) => self.log(&format!(
+                "dhcp {name}: hostname set to {h} (from the lease)"
+            )),
+            Err(e) => self.log(&format!("dhcp {name}: sethostname {h}: {e}")),
+        }
     }
 
     fn handle_link(&mut self, name: &str) -> Option<moonlit_net::Link> {
@@ -285,8 +378,12 @@ impl Init {
                             .unwrap_or_default()
                     ));
                     self.net.again = true;
+                    self.publish_lease(name);
+                    self.apply_hostname(name, &l);
+                    self.dhcp.hooks.push((name.to_string(), Some(l), "bound"));
                 }
                 Output::Renewed(l) => {
+                    self.publish_lease(name);
                     if self.opts.debug {
                         self.log(&format!(
                             "dhcp {name}: renewed {} ({} s)",
@@ -297,6 +394,8 @@ impl Init {
                 Output::Lost(why) => {
                     self.log(&format!("dhcp {name}: lease lost: {why}"));
                     self.net.again = true;
+                    self.publish_lease(name);
+                    self.dhcp.hooks.push((name.to_string(), None, "lost"));
                 }
                 Output::Note(n) => {
                     if self.opts.debug {
@@ -425,6 +524,11 @@ impl Init {
     /// Adopted clients (their sockets are opened by the next `dhcp_sync`).
     pub(crate) fn dhcp_adopt(&mut self, clients: Vec<(String, Client)>) {
         for (name, client) in clients {
+            if let Err(e) =
+                moonlit_net::lua::publish_lease(self.rt.lua(), &name, client.lease.as_ref())
+            {
+                self.log(&format!("dhcp {name}: recording the lease for Lua: {e}"));
+            }
             self.dhcp.next_id += 1;
             self.dhcp.runs.insert(
                 name,

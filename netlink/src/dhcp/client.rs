@@ -33,6 +33,9 @@ pub struct DhcpConfig {
     pub use_routes: bool,
     /// Send a RELEASE when moonlit shuts down.
     pub release: bool,
+    /// Set the system's hostname from the lease's option 12.
+    #[serde(default)]
+    pub use_hostname: bool,
 }
 
 /// A lease as bound.
@@ -46,6 +49,9 @@ pub struct Lease {
     pub search: Vec<String>,
     pub mtu: Option<u16>,
     pub classless: Vec<ClasslessRoute>,
+    /// Option 12, as the server gave it.
+    #[serde(default)]
+    pub hostname: Option<String>,
     pub lease_secs: u32,
     pub t1_secs: u32,
     pub t2_secs: u32,
@@ -73,6 +79,7 @@ impl Lease {
             && self.search == o.search
             && self.mtu == o.mtu
             && self.classless == o.classless
+            && self.hostname == o.hostname
     }
 }
 
@@ -320,6 +327,7 @@ impl Client {
             },
             mtu: r.mtu,
             classless: r.classless.clone(),
+            hostname: r.hostname.clone(),
             lease_secs,
             t1_secs: t1,
             t2_secs: t2,

@@ -564,3 +564,95 @@ fn a_non_function_on_lease_is_refused() {
         "{e}"
     );
 }
+
+/// busybox udhcpd's first choice for `mac` in a pool of two addresses
+/// (with FEATURE_UDHCPD_BASE_IP_ON_MAC, the SDBM hash of the MAC modulo the
+/// pool size; without it, the first address).
+fn udhcpd_first_choice_is_the_start(mac: [u8; 6]) -> bool {
+    let mut h: u32 = 0;
+    for b in mac {
+        h = u32::from(b).wrapping_add(h << 6).wrapping_add(h << 16);
+    }
+    h.is_multiple_of(2)
+}
+
+#[test]
+fn an_offered_address_in_use_is_declined_and_another_one_bound() {
+    let dir = scratch("dhcp-arp-server");
+    // A pool of two; the first is already used by a host on the link (the
+    // server's namespace answers ARP for it), which udhcpd's own ARP check
+    // does not see (its probe goes out through the veth, not to itself).
+    let mut srv = ServerNs::new_with("dhcp-arp", &dir, "end 10.77.0.51\n");
+    let mac = [2, 0, 0, 0, 0x77, 2];
+    assert!(udhcpd_first_choice_is_the_start(mac));
+    let n = srv.name.clone();
+    for args in [
+        vec!["-n", &n, "addr", "add", "10.77.0.50/32", "dev", "lo"],
+        vec![
+            "-n",
+            &n,
+            "link",
+            "set",
+            "v0",
+            "address",
+            "02:00:00:00:77:02",
+        ],
+    ] {
+        assert!(Command::new("ip").args(&args).status().unwrap().success());
+    }
+    srv.sniff();
+    let sb = Sandbox::start(
+        "dhcp-arp",
+        &[("network.lua", "network.interface \"v0\" { dhcp = true }\n")],
+    );
+    sb.ready();
+    give_v0(&srv, &sb);
+    let line = sb.wait_line("is in use by", 40);
+    assert!(
+        line.contains("dhcp v0: 10.77.0.50 is in use by")
+            && line.contains(": declined, asking again in 10 s"),
+        "{line}"
+    );
+    // The server got the DECLINE for it.
+    wait("the DECLINE at the server", 10, &sb, || {
+        srv.sniffed()
+            .iter()
+            .any(|l| l.starts_with("DECLINE ") && l.ends_with("requested=10.77.0.50"))
+            .then_some(())
+    });
+    // 10.77.0.50 was never configured; after the wait the other address is.
+    assert!(!v0_addrs(&sb).iter().any(|a| a.starts_with("10.77.0.50/")));
+    let addr = wait("the other address", 40, &sb, || {
+        v0_addrs(&sb)
+            .into_iter()
+            .find(|a| a.starts_with("10.77.0.5"))
+    });
+    assert_eq!(addr, "10.77.0.51/24", "{}", sb.console());
+    let st = sb.status();
+    assert_eq!(st["network"]["dhcp"]["v0"]["state"], "bound");
+    assert_eq!(
+        st["network"]["dhcp"]["v0"]["lease"]["address"],
+        "10.77.0.51/24"
+    );
+    // Order at the server: DECLINE of .50, then a new DISCOVER and the
+    // REQUEST for .51 (the DISCOVER does not ask for the declined address).
+    let msgs = srv.sniffed();
+    let d = msgs.iter().position(|l| l.starts_with("DECLINE ")).unwrap();
+    assert!(
+        msgs[d + 1..]
+            .iter()
+            .any(|l| l.starts_with("DISCOVER ") && l.ends_with("requested=None")),
+        "{msgs:?}"
+    );
+    assert!(
+        msgs[d + 1..]
+            .iter()
+            .any(|l| l.starts_with("REQUEST ") && l.ends_with("requested=10.77.0.51")),
+        "{msgs:?}"
+    );
+    assert!(
+        !sb.console().contains("add address 10.77.0.50"),
+        "{}",
+        sb.console()
+    );
+}

@@ -419,6 +419,7 @@ const DHCP_KEYS: &[&str] = &[
     "use_dns",
     "use_routes",
     "use_hostname",
+    "probe",
     "release",
     "on_lease",
 ];
@@ -796,6 +797,7 @@ fn parse_link(cx: &Cx, name: &str) -> Result<LinkSpec, SpecError> {
         Value::Boolean(true) => Some(crate::dhcp::DhcpConfig {
             use_dns: true,
             use_routes: true,
+            probe: true,
             ..Default::default()
         }),
         Value::Table(d) => {
@@ -844,6 +846,7 @@ fn parse_link(cx: &Cx, name: &str) -> Result<LinkSpec, SpecError> {
                 use_dns: cx.opt_bool(&d, "use_dns")?.unwrap_or(true),
                 use_routes: cx.opt_bool(&d, "use_routes")?.unwrap_or(true),
                 use_hostname: cx.opt_bool(&d, "use_hostname")?.unwrap_or(false),
+                probe: cx.opt_bool(&d, "probe")?.unwrap_or(true),
                 release: cx.opt_bool(&d, "release")?.unwrap_or(false),
             })
         }

@@ -18,8 +18,10 @@ use serde_json::{json, Value};
 
 use super::{now_ms, Init};
 
-/// epoll token of a DHCP socket: T_DHCP | run id.
+/// epoll token of a DHCP socket: T_DHCP | run id (| ARP_BIT for the
+/// run's ARP socket, open while an offered address is probed).
 pub(crate) const T_DHCP: u64 = 4 << 32;
+const ARP_BIT: u32 = 1 << 31;
 
 #[derive(Default)]
 pub(crate) struct Dhcp {
@@ -33,6 +35,9 @@ pub(crate) struct Dhcp {
 struct Run {
     client: Client,
     sock: Option<OwnedFd>,
+    /// AF_PACKET (ARP) socket while probing.
+    arp: Option<OwnedFd>,
+    ifindex: u32,
     id: u32,
     carrier: bool,
     /// Why the socket could not be opened (shown in status).
@@ -124,6 +129,8 @@ impl Init {
                     Run {
                         client: Client::new(mac, cfg.clone(), seed),
                         sock: None,
+                        arp: None,
+                        ifindex: link.index,
                         id: self.dhcp.next_id,
                         carrier: false,
                         error: None,
@@ -134,6 +141,7 @@ impl Init {
                 continue;
             };
             run.client.cfg = cfg;
+            run.ifindex = link.index;
             if run.sock.is_none() {
                 match open_socket(&name) {
                     Ok(s) => {
@@ -314,6 +322,9 @@ impl Init {
 
     /// A DHCP socket is readable.
     pub(crate) fn on_dhcp(&mut self, id: u32) {
+        if id & ARP_BIT != 0 {
+            return self.on_arp(id & !ARP_BIT);
+        }
         let Some(name) = self
             .dhcp
             .runs
@@ -339,6 +350,90 @@ impl Init {
                 None => return,
             };
             self.dhcp_outputs(&name, out);
+        }
+    }
+
+    /// The ARP socket of a probing client is readable.
+    fn on_arp(&mut self, id: u32) {
+        let Some(name) = self
+            .dhcp
+            .runs
+            .iter()
+            .find(|(_, r)| r.id == id)
+            .map(|(n, _)| n.clone())
+        else {
+            return;
+        };
+        let mut buf = [0u8; 128];
+        for _ in 0..64 {
+            let got = match self.dhcp.runs.get(&name).and_then(|r| r.arp.as_ref()) {
+                Some(s) => rustix::net::recv(s, &mut buf[..], rustix::net::RecvFlags::empty()),
+                None => return,
+            };
+            let n = match got {
+                Ok((n, _)) => n,
+                Err(_) => return, // EAGAIN: drained
+            };
+            let now = now_ms();
+            let out = match self.dhcp.runs.get_mut(&name) {
+                Some(r) => r.client.on_arp(now, &buf[..n.min(buf.len())]),
+                None => return,
+            };
+            let stop = !out.is_empty();
+            self.dhcp_outputs(&name, out);
+            if stop {
+                return;
+            }
+        }
+    }
+
+    fn arp_probe(&mut self, name: &str, ip: Ipv4Addr) {
+        let Some(run) = self.dhcp.runs.get_mut(name) else {
+            return;
+        };
+        if run.arp.is_none() {
+            match moonlit_net::dhcp::arp::socket(run.ifindex)
+                .map_err(|e| format!("ARP socket: {e}"))
+            {
+                Ok(s) => {
+                    if let Err(e) = epoll::add(
+                        &self.epoll,
+                        s.as_fd(),
+                        EventData::new_u64(T_DHCP | u64::from(run.id | ARP_BIT)),
+                        EventFlags::IN,
+                    ) {
+                        let msg = format!("dhcp {name}: ARP socket: epoll: {e}");
+                        self.log(&msg);
+                        return;
+                    }
+                    run.arp = Some(s);
+                }
+                Err(e) => {
+                    // Probing then finds nothing: the address is taken
+                    // unprobed, which is what a client without ACD does.
+                    let msg = format!("dhcp {name}: {e}: {ip} not probed for conflicts");
+                    self.log(&msg);
+                    return;
+                }
+            }
+        }
+        let Some(run) = self.dhcp.runs.get(name) else {
+            return;
+        };
+        let (Some(s), mac) = (run.arp.as_ref(), run.client.mac) else {
+            return;
+        };
+        let pkt = moonlit_net::dhcp::arp::Arp::probe(mac, ip).encode();
+        if let Err(e) = moonlit_net::dhcp::arp::send_broadcast(s, run.ifindex, &pkt) {
+            if self.opts.debug {
+                self.log(&format!("dhcp {name}: ARP probe for {ip}: {e}"));
+            }
+        }
+    }
+
+    fn arp_close(&mut self, name: &str) {
+        if let Some(s) = self.dhcp.runs.get_mut(name).and_then(|r| r.arp.take()) {
+            let _ = epoll::delete(&self.epoll, &s);
         }
     }
 
@@ -396,6 +491,19 @@ impl Init {
                     self.net.again = true;
                     self.publish_lease(name);
                     self.dhcp.hooks.push((name.to_string(), None, "lost"));
+                }
+                Output::ArpProbe(ip) => self.arp_probe(name, ip),
+                Output::ArpDone => self.arp_close(name),
+                Output::Declined { address, by } => {
+                    let mac = by
+                        .iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect::<Vec<_>>()
+                        .join(":");
+                    self.log(&format!(
+                        "dhcp {name}: {address} is in use by {mac}: declined, asking again in {} s",
+                        moonlit_net::dhcp::client::DECLINE_WAIT_MS / 1000
+                    ));
                 }
                 Output::Note(n) => {
                     if self.opts.debug {
@@ -535,6 +643,8 @@ impl Init {
                 Run {
                     client,
                     sock: None,
+                    arp: None,
+                    ifindex: 0,
                     id: self.dhcp.next_id,
                     carrier: true,
                     error: None,

@@ -250,6 +250,21 @@ function net.wait_address(name, want, opts) end
 ---@field t1_in number
 ---@field t2_in number
 
+--- `network.interface "eth0" { dhcp = {...} }` (or `dhcp = true`: the defaults).
+---@class net.DhcpSettings
+---@field hostname string?      # sent in option 12
+---@field client_id string?     # option 61 (default: type 1 + the MAC)
+---@field use_dns boolean?      # default true
+---@field use_routes boolean?   # default true
+---@field use_hostname boolean? # default false: sethostname with the lease's option 12
+---@field probe boolean?        # default true: ARP-probe a new address, DECLINE it on a conflict
+---@field release boolean?      # default false: RELEASE at shutdown
+---@field on_lease fun(ifname: string, lease: net.Lease?, event: "bound"|"lost")? # run as a task
+
+--- `network.interface "eth0" { ipv6 = {...} }`
+---@class net.Ipv6Settings
+---@field accept_ra boolean?  # true: SLAAC (accept_ra = autoconf = 1), false: both 0
+
 --- The DHCP lease the init holds for `name`, or nil.
 ---@param name string
 ---@return net.Lease?

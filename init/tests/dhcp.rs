@@ -483,6 +483,14 @@ fn lease_in_lua_hook_hostname_and_carrier_loss_against_udhcpd() {
         .expect("nsenter hostname");
     assert_eq!(String::from_utf8_lossy(&h.stdout).trim(), "moonvm");
     assert_eq!(eval(&sb, "require('sys').gethostname()"), "moonvm");
+    // The lease, as Lua sees it, survives a re-exec of PID 1.
+    let out = sb.ctl(&["reexec"]);
+    assert!(
+        out.status.success(),
+        "reexec: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(eval(&sb, "require('net').lease('v0').cidr"), cidr);
 
     // A renewal with the same lease (T1 = 10 s) calls no hook.
     let requests = srv.count("REQUEST");

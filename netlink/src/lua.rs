@@ -46,6 +46,82 @@ struct NetState {
     h: Option<Handle>,
 }
 
+/// The Lua registry key of the DHCP leases the init holds: a table by
+/// interface name of the tables [`lease_table`] makes (`net.lease` reads it;
+/// outside the init it does not exist and `net.lease` returns nil).
+pub const LEASES_KEY: &str = "moonlit.net.leases";
+
+fn mono_ms() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    t.tv_sec as u64 * 1000 + t.tv_nsec as u64 / 1_000_000
+}
+
+/// A lease as Lua sees it: `address`, `prefix`, `cidr`, `server`,
+/// `router` (the first), `routers`, `dns`, `search`, `hostname`, `mtu`,
+/// `lease` / `t1` / `t2` (seconds from when it was obtained), and
+/// `expires_in` / `t1_in` / `t2_in` (seconds from now, at least 0).
+pub fn lease_table(lua: &Lua, l: &crate::dhcp::Lease) -> mlua::Result<Table> {
+    let t = lua.create_table()?;
+    t.set("address", l.address.to_string())?;
+    t.set("prefix", l.prefix)?;
+    t.set("cidr", format!("{}/{}", l.address, l.prefix))?;
+    t.set("server", l.server.to_string())?;
+    if let Some(r) = l.routers.first() {
+        t.set("router", r.to_string())?;
+    }
+    let list = |v: Vec<String>| lua.create_sequence_from(v);
+    t.set(
+        "routers",
+        list(l.routers.iter().map(|x| x.to_string()).collect())?,
+    )?;
+    t.set("dns", list(l.dns.iter().map(|x| x.to_string()).collect())?)?;
+    t.set("search", list(l.search.clone())?)?;
+    if let Some(h) = &l.hostname {
+        t.set("hostname", h.as_str())?;
+    }
+    if let Some(m) = l.mtu {
+        t.set("mtu", m)?;
+    }
+    t.set("lease", l.lease_secs)?;
+    t.set("t1", l.t1_secs)?;
+    t.set("t2", l.t2_secs)?;
+    t.set("_start_ms", l.start_ms)?;
+    refresh_lease_times(&t)?;
+    Ok(t)
+}
+
+/// Recomputes `expires_in`, `t1_in`, `t2_in` of a lease table for now.
+fn refresh_lease_times(t: &Table) -> mlua::Result<()> {
+    let start: u64 = t.get("_start_ms")?;
+    let now = mono_ms();
+    for (key, secs) in [("expires_in", "lease"), ("t1_in", "t1"), ("t2_in", "t2")] {
+        let s: u64 = t.get(secs)?;
+        let left = (start + s * 1000).saturating_sub(now);
+        t.set(key, left as f64 / 1000.0)?;
+    }
+    Ok(())
+}
+
+/// Records (or with `None` forgets) the lease of `ifname` for `net.lease`.
+pub fn publish_lease(
+    lua: &Lua,
+    ifname: &str,
+    lease: Option<&crate::dhcp::Lease>,
+) -> mlua::Result<()> {
+    let all = match lua.named_registry_value::<Option<Table>>(LEASES_KEY)? {
+        Some(t) => t,
+        None => {
+            let t = lua.create_table()?;
+            lua.set_named_registry_value(LEASES_KEY, &t)?;
+            t
+        }
+    };
+    match lease {
+        Some(l) => all.set(ifname, lease_table(lua, l)?),
+        None => all.set(ifname, Value::Nil),
+    }
+}
+
 fn with_handle<R>(
     lua: &Lua,
     f: impl FnOnce(&mut Handle) -> Result<R, NetError>,
@@ -980,6 +1056,37 @@ fn build_net(lua: &Lua) -> mlua::Result<Table> {
             Err(e) => fail(lua, e),
         })?,
     )?;
+    // net.lease(name): a copy of the init's lease of `name`, its times
+    // counted from now; nil without one.
+    m.set(
+        "lease",
+        lua.create_function(|lua, name: String| {
+            check_name(&name)?;
+            let Some(all) = lua.named_registry_value::<Option<Table>>(LEASES_KEY)? else {
+                return Ok(Value::Nil);
+            };
+            let Some(l) = all.get::<Option<Table>>(name)? else {
+                return Ok(Value::Nil);
+            };
+            let t = lua.create_table()?;
+            for pair in l.pairs::<Value, Value>() {
+                let (k, v) = pair?;
+                let v = match v {
+                    Value::Table(list) => {
+                        let c = lua.create_table()?;
+                        for x in list.sequence_values::<Value>() {
+                            c.push(x?)?;
+                        }
+                        Value::Table(c)
+                    }
+                    v => v,
+                };
+                t.set(k, v)?;
+            }
+            refresh_lease_times(&t)?;
+            Ok(Value::Table(t))
+        })?,
+    )?;
     m.set(
         "_now",
         lua.create_function(|_, ()| {
@@ -1022,56 +1129,65 @@ fn build_net(lua: &Lua) -> mlua::Result<Table> {
             }
         })?,
     )?;
+    // (name, want, tentative_ok, scope) -> address table, link | false | nil, err
     m.set(
         "_check_address",
-        lua.create_function(|lua, (name, want, tentative_ok): (String, Value, bool)| {
-            check_name(&name)?;
-            enum Want {
-                Family(Option<u8>),
-                Addr(IpNet, bool),
-            }
-            let want = match &want {
-                Value::String(s) => {
-                    let s = s.to_str()?.to_string();
-                    match family_of(Value::String(lua.create_string(&s)?)) {
-                        Ok(f) => Want::Family(f),
-                        Err(_) => Want::Addr(parse_ipnet(&s)?, s.contains('/')),
-                    }
+        lua.create_function(
+            |lua, (name, want, tentative_ok, scope): (String, Value, bool, Value)| {
+                check_name(&name)?;
+                enum Want {
+                    Family(Option<u8>),
+                    Addr(IpNet, bool),
                 }
-                Value::Nil => Want::Family(None),
-                v => Want::Family(family_of(v.clone())?),
-            };
-            let r = with_handle(lua, |h| {
-                let l = h.link(&LinkRef::Name(name.clone()))?;
-                let addrs = h.addresses(None)?;
-                Ok((l, addrs))
-            })?;
-            match r {
-                Ok((l, addrs)) => {
-                    let hit = addrs.iter().filter(|a| a.index == l.index).find(|a| {
-                        (tentative_ok || !a.tentative())
-                            && a.flags & IFA_F_DADFAILED == 0
-                            && match &want {
-                                Want::Family(f) => {
-                                    f.is_none_or(|f| a.net.family() == f) && !a.net.is_link_local()
+                let want = match &want {
+                    Value::String(s) => {
+                        let s = s.to_str()?.to_string();
+                        match family_of(Value::String(lua.create_string(&s)?)) {
+                            Ok(f) => Want::Family(f),
+                            Err(_) => Want::Addr(parse_ipnet(&s)?, s.contains('/')),
+                        }
+                    }
+                    Value::Nil => Want::Family(None),
+                    v => Want::Family(family_of(v.clone())?),
+                };
+                let scope = parse_scope(scope)?;
+                let r = with_handle(lua, |h| {
+                    let l = h.link(&LinkRef::Name(name.clone()))?;
+                    let addrs = h.addresses(None)?;
+                    Ok((l, addrs))
+                })?;
+                match r {
+                    Ok((l, addrs)) => {
+                        let hit = addrs.iter().filter(|a| a.index == l.index).find(|a| {
+                            (tentative_ok || !a.tentative())
+                                && a.flags & IFA_F_DADFAILED == 0
+                                && scope.is_none_or(|s| a.scope == s)
+                                && match &want {
+                                    Want::Family(f) => {
+                                        f.is_none_or(|f| a.net.family() == f)
+                                            && (scope.is_some() || !a.net.is_link_local())
+                                    }
+                                    Want::Addr(n, with_prefix) => {
+                                        a.net.addr == n.addr
+                                            && (!with_prefix || a.net.prefix == n.prefix)
+                                    }
                                 }
-                                Want::Addr(n, with_prefix) => {
-                                    a.net.addr == n.addr
-                                        && (!with_prefix || a.net.prefix == n.prefix)
-                                }
+                        });
+                        match hit {
+                            Some(a) => {
+                                let t = addr_table(lua, a, Some(&l.name))?;
+                                (t, LuaLink(l)).into_lua_multi(lua)
                             }
-                    });
-                    match hit {
-                        Some(_) => LuaLink(l).into_lua_multi(lua),
-                        None => false.into_lua_multi(lua),
+                            None => false.into_lua_multi(lua),
+                        }
                     }
+                    Err(e) if e.errno() == rustix::io::Errno::NODEV.raw_os_error() => {
+                        false.into_lua_multi(lua)
+                    }
+                    Err(e) => fail(lua, e),
                 }
-                Err(e) if e.errno() == rustix::io::Errno::NODEV.raw_os_error() => {
-                    false.into_lua_multi(lua)
-                }
-                Err(e) => fail(lua, e),
-            }
-        })?,
+            },
+        )?,
     )?;
     lua.load(NET_LUA).set_name("=net").call::<Table>(m)
 }

@@ -25,9 +25,9 @@ local function wait_for(what, name, timeout, check)
   end
   local deadline = timeout and (now() + timeout)
   while true do
-    local res, err = check()
-    if res then close(es); return res end
-    if res == nil then close(es); return nil, err end
+    local res, more = check()
+    if res then close(es); return res, more end
+    if res == nil then close(es); return nil, more end
     local remaining
     if deadline then
       remaining = deadline - now()
@@ -81,23 +81,45 @@ function M.wait_link(name, opts)
   end)
 end
 
---- Wait until link `name` has an address: a given one ("10.0.0.2" or
---- "10.0.0.2/24") or any of a family ("inet", "inet6", nil = any non-link-local).
---- IPv6 addresses still in duplicate address detection do not count unless
---- opts.tentative is true.
+--- Wait until link `name` has an address, and return it (a table as
+--- net.addresses lists them) and the link. Two forms:
+---   net.wait_address(name, want, opts): want is an address ("10.0.0.2" or
+---     "10.0.0.2/24") or a family ("inet", "inet6"; nil = any family);
+---   net.wait_address(name, { family =, scope =, address =, timeout =,
+---     tentative = }): family "inet" unless given ("any" for either).
+--- Without a scope, link-local addresses do not count when waiting for a
+--- family. IPv6 addresses still in duplicate address detection do not count
+--- unless opts.tentative is true.
 function M.wait_address(name, want, opts)
   if type(name) ~= "string" then
     error("bad argument #1 to 'wait_address' (interface name expected, got " .. type(name) .. ")", 2)
   end
-  if want ~= nil and type(want) ~= "string" and type(want) ~= "number" then
-    error("bad argument #2 to 'wait_address' (address or family expected, got " .. type(want) .. ")", 2)
+  local scope
+  if type(want) == "table" then
+    if opts ~= nil then
+      error("bad argument #3 to 'wait_address' (no third argument after an options table)", 2)
+    end
+    opts = check_opts("wait_address", want,
+      { timeout = true, tentative = true, family = true, scope = true, address = true })
+    if opts.address ~= nil and opts.family ~= nil then
+      error("bad argument to 'wait_address': give 'address' or 'family', not both", 2)
+    end
+    want = opts.address or opts.family or "inet"
+    if type(want) ~= "string" and type(want) ~= "number" then
+      error("bad argument to 'wait_address': 'address' and 'family' must be strings", 2)
+    end
+    scope = opts.scope
+  elseif want ~= nil and type(want) ~= "string" and type(want) ~= "number" then
+    error("bad argument #2 to 'wait_address' (address, family or options table expected, got " .. type(want) .. ")", 2)
+  else
+    opts = check_opts("wait_address", opts, { timeout = true, tentative = true, scope = true })
+    scope = opts.scope
   end
-  opts = check_opts("wait_address", opts, { timeout = true, tentative = true })
   local tentative = check_bool("wait_address", opts, "tentative")
-  -- validate the address/family now so that a typo raises instead of timing out
-  M._check_address("lo", want, tentative)
+  -- validate the address/family/scope now so that a typo raises instead of timing out
+  M._check_address("lo", want, tentative, scope)
   return wait_for("wait_address", name, opts.timeout, function()
-    return M._check_address(name, want, tentative)
+    return M._check_address(name, want, tentative, scope)
   end)
 end
 

@@ -14,7 +14,7 @@
 //!   declares are deleted; links not owned are never created or deleted, only
 //!   their declared attributes are changed.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
 use std::path::Path;
@@ -35,15 +35,38 @@ pub struct KernelState {
     pub links: Vec<Link>,
     pub addresses: Vec<Address>,
     pub routes: Vec<Route>,
+    /// Per-link IPv6 sysctls `ipv6 = {...}` manages, by "LINK/NAME"
+    /// (`accept_ra`, `autoconf`); a link without IPv6 has none.
+    #[serde(default)]
+    pub sysctls: BTreeMap<String, String>,
+}
+
+/// The IPv6 sysctls of a link that `ipv6 = { ... }` may set.
+pub const IPV6_SYSCTLS: &[&str] = &["accept_ra", "autoconf"];
+
+fn sysctl_path(link: &str, key: &str) -> String {
+    format!("/proc/sys/net/ipv6/conf/{link}/{key}")
 }
 
 impl KernelState {
-    /// Three dumps (links, addresses, routes); no writes.
+    /// Three dumps (links, addresses, routes) and the IPv6 sysctls of each
+    /// link (/proc/sys/net is the reading process's network namespace); no
+    /// writes.
     pub fn read(h: &mut Handle) -> Result<KernelState, NetError> {
+        let links = h.links()?;
+        let mut sysctls = BTreeMap::new();
+        for l in &links {
+            for k in IPV6_SYSCTLS {
+                if let Ok(v) = std::fs::read_to_string(sysctl_path(&l.name, k)) {
+                    sysctls.insert(format!("{}/{k}", l.name), v.trim().to_string());
+                }
+            }
+        }
         Ok(KernelState {
-            links: h.links()?,
+            links,
             addresses: h.addresses(None)?,
             routes: h.routes(None, None)?,
+            sysctls,
         })
     }
 
@@ -115,6 +138,12 @@ pub enum Change {
         link: String,
         route: RouteSpec,
     },
+    /// /proc/sys/net/ipv6/conf/LINK/KEY = VALUE (before the link goes up).
+    SetIpv6Sysctl {
+        link: String,
+        key: String,
+        value: String,
+    },
 }
 
 impl fmt::Display for Change {
@@ -169,6 +198,9 @@ impl fmt::Display for Change {
             Change::DelAddress { link, addr } => write!(f, "remove address {addr} from {link}"),
             Change::AddRoute { link, route } => write!(f, "add route {route} dev {link}"),
             Change::DelRoute { link, route } => write!(f, "remove route {route} dev {link}"),
+            Change::SetIpv6Sysctl { link, key, value } => {
+                write!(f, "set net.ipv6.conf.{link}.{key} = {value}")
+            }
         }
     }
 }
@@ -309,6 +341,20 @@ pub fn plan(desired: &NetworkSpec, actual: &KernelState, owned: &BTreeSet<String
                     attrs.push(Change::SetMac {
                         name: l.name.clone(),
                         mac: mac.clone(),
+                    });
+                }
+            }
+        }
+        // IPv6 sysctls: after creation, before the link goes up (SLAAC
+        // starts at up, with the router solicitation).
+        if let Some(v6) = l.ipv6.as_ref().filter(|_| is_fresh || cur.is_some()) {
+            for (k, v) in v6.sysctls() {
+                let have = actual.sysctls.get(&format!("{}/{k}", l.name));
+                if is_fresh || have.map(String::as_str) != Some(v) {
+                    attrs.push(Change::SetIpv6Sysctl {
+                        link: l.name.clone(),
+                        key: k.to_string(),
+                        value: v.to_string(),
                     });
                 }
             }
@@ -540,6 +586,14 @@ fn apply_one(h: &mut Handle, c: &Change) -> Result<(), NetError> {
         Change::DelRoute { link, route } => {
             let rt = to_route(h, link, route, false)?;
             h.del_route(&rt, &format!("{route} dev {link}"))
+        }
+        Change::SetIpv6Sysctl { link, key, value } => {
+            let path = sysctl_path(link, key);
+            std::fs::write(&path, format!("{value}\n")).map_err(|source| NetError::Io {
+                op: "set IPv6 sysctl",
+                path,
+                source,
+            })
         }
     }
 }

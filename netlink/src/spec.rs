@@ -140,8 +140,32 @@ pub struct LinkSpec {
     /// `dhcp = true | { ... }`: a DHCPv4 client for this link
     #[serde(default)]
     pub dhcp: Option<crate::dhcp::DhcpConfig>,
+    /// `ipv6 = { accept_ra = true }`: the kernel's SLAAC, via sysctl
+    #[serde(default)]
+    pub ipv6: Option<Ipv6Spec>,
     /// file:line of the declaration
     pub location: String,
+}
+
+/// `ipv6 = { accept_ra = ... }`: IPv6 settings of a link, written to
+/// /proc/sys/net/ipv6/conf/LINK/ before the link is brought up.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Ipv6Spec {
+    /// true: accept router advertisements and autoconfigure addresses from
+    /// their prefixes (SLAAC: `accept_ra` = 1, `autoconf` = 1); false: neither
+    /// (both 0); None: left as the kernel has them.
+    pub accept_ra: Option<bool>,
+}
+
+impl Ipv6Spec {
+    /// The sysctls (name under /proc/sys/net/ipv6/conf/LINK/, value) this asks for.
+    pub fn sysctls(&self) -> Vec<(&'static str, &'static str)> {
+        match self.accept_ra {
+            Some(true) => vec![("accept_ra", "1"), ("autoconf", "1")],
+            Some(false) => vec![("accept_ra", "0"), ("autoconf", "0")],
+            None => vec![],
+        }
+    }
 }
 
 /// `network.dns { nameservers = {...}, search = {...}, options = {...} }`
@@ -312,6 +336,7 @@ impl NetworkSpec {
                             routes: None,
                             ports: vec![],
                             dhcp: None,
+                            ipv6: None,
                             location: loc.clone(),
                         },
                     );
@@ -363,6 +388,7 @@ fn merge_links(a: &LinkSpec, b: &LinkSpec) -> Result<LinkSpec, String> {
         addresses: pick("addresses", &a.addresses, &b.addresses, at)?,
         routes: pick("routes", &a.routes, &b.routes, at)?,
         dhcp: pick("dhcp", &a.dhcp, &b.dhcp, at)?,
+        ipv6: pick("ipv6", &a.ipv6, &b.ipv6, at)?,
         ports,
         location: created.location.clone(),
     })
@@ -377,8 +403,26 @@ const LINK_KINDS: &[&str] = &[
     "dummy",
     "bond",
 ];
-const COMMON_KEYS: &[&str] = &["up", "mtu", "mac", "master", "addresses", "routes", "dhcp"];
-const DHCP_KEYS: &[&str] = &["hostname", "client_id", "use_dns", "use_routes", "release"];
+const COMMON_KEYS: &[&str] = &[
+    "up",
+    "mtu",
+    "mac",
+    "master",
+    "addresses",
+    "routes",
+    "dhcp",
+    "ipv6",
+];
+const DHCP_KEYS: &[&str] = &[
+    "hostname",
+    "client_id",
+    "use_dns",
+    "use_routes",
+    "use_hostname",
+    "probe",
+    "release",
+    "on_lease",
+];
 const ROUTE_KEYS: &[&str] = &["to", "via", "metric", "src", "scope", "table", "family"];
 
 struct Cx<'a> {
@@ -753,6 +797,7 @@ fn parse_link(cx: &Cx, name: &str) -> Result<LinkSpec, SpecError> {
         Value::Boolean(true) => Some(crate::dhcp::DhcpConfig {
             use_dns: true,
             use_routes: true,
+            probe: true,
             ..Default::default()
         }),
         Value::Table(d) => {
@@ -781,11 +826,27 @@ fn parse_link(cx: &Cx, name: &str) -> Result<LinkSpec, SpecError> {
             {
                 return Err(cx.key_err("dhcp", "hostname must be 1 to 63 characters"));
             }
+            // The hook itself stays in the declaration's table: the init
+            // takes it from there (as it takes a service's callbacks).
+            match cx.get(&d, "on_lease")? {
+                Value::Nil | Value::Function(_) => {}
+                other => {
+                    return Err(cx.key_err(
+                        "dhcp",
+                        format!(
+                            "on_lease must be a function (ifname, lease, event), got {}",
+                            other.type_name()
+                        ),
+                    ))
+                }
+            }
             Some(crate::dhcp::DhcpConfig {
                 hostname,
                 client_id: cx.opt_str(&d, "client_id")?.map(String::into_bytes),
                 use_dns: cx.opt_bool(&d, "use_dns")?.unwrap_or(true),
                 use_routes: cx.opt_bool(&d, "use_routes")?.unwrap_or(true),
+                use_hostname: cx.opt_bool(&d, "use_hostname")?.unwrap_or(false),
+                probe: cx.opt_bool(&d, "probe")?.unwrap_or(true),
                 release: cx.opt_bool(&d, "release")?.unwrap_or(false),
             })
         }
@@ -794,6 +855,25 @@ fn parse_link(cx: &Cx, name: &str) -> Result<LinkSpec, SpecError> {
                 "dhcp",
                 format!(
                     "must be true or a table {{ hostname = ... }}, got {}",
+                    other.type_name()
+                ),
+            ))
+        }
+    };
+    let ipv6 = match cx.get(t, "ipv6")? {
+        Value::Nil => None,
+        Value::Table(v6) => {
+            cx.check_keys(&v6, &["accept_ra"])
+                .map_err(|e| cx.key_err("ipv6", e.msg))?;
+            Some(Ipv6Spec {
+                accept_ra: cx.opt_bool(&v6, "accept_ra")?,
+            })
+        }
+        other => {
+            return Err(cx.key_err(
+                "ipv6",
+                format!(
+                    "must be a table {{ accept_ra = true }}, got {}",
                     other.type_name()
                 ),
             ))
@@ -810,6 +890,7 @@ fn parse_link(cx: &Cx, name: &str) -> Result<LinkSpec, SpecError> {
         routes,
         ports,
         dhcp,
+        ipv6,
         location: cx.d.location.clone(),
     })
 }

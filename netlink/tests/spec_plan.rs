@@ -170,6 +170,7 @@ fn state_eth0() -> KernelState {
             synthetic_addr(2, "fd00::15/64"),
         ],
         routes: vec![],
+        sysctls: Default::default(),
     };
     let mut ll = synthetic_addr(2, "fe80::1/64");
     ll.scope = 253;
@@ -409,4 +410,57 @@ fn interface_configures_a_declared_veth_and_its_peer() {
     // Two creating declarations are still one too many.
     let e = spec_err("network.dummy \"d0\" {}\nnetwork.bridge \"d0\" {}");
     assert!(e.contains("declared twice"), "{e}");
+}
+
+#[test]
+fn ipv6_accept_ra_is_set_before_the_link_goes_up_and_only_when_different() {
+    let s = spec(r#"network.interface "eth0" { up = true, ipv6 = { accept_ra = true } }"#);
+    let mut st = state_eth0();
+    st.links[1].up = false;
+    let l = lines(&plan(&s, &st, &owned(&[])));
+    let ra = l
+        .iter()
+        .position(|x| x == "set net.ipv6.conf.eth0.accept_ra = 1")
+        .unwrap_or_else(|| panic!("{l:?}"));
+    let auto = l
+        .iter()
+        .position(|x| x == "set net.ipv6.conf.eth0.autoconf = 1")
+        .unwrap_or_else(|| panic!("{l:?}"));
+    let up = l
+        .iter()
+        .position(|x| x == "set eth0 up")
+        .unwrap_or_else(|| panic!("{l:?}"));
+    assert!(ra < up && auto < up, "{l:?}");
+    // already so: nothing
+    st.sysctls.insert("eth0/accept_ra".into(), "1".into());
+    st.sysctls.insert("eth0/autoconf".into(), "1".into());
+    st.links[1].up = true;
+    assert!(plan(&s, &st, &owned(&[])).is_empty());
+    // false turns both off
+    let off = spec(r#"network.interface "eth0" { ipv6 = { accept_ra = false } }"#);
+    let l = lines(&plan(&off, &st, &owned(&[])));
+    assert_eq!(
+        l,
+        [
+            "set net.ipv6.conf.eth0.accept_ra = 0",
+            "set net.ipv6.conf.eth0.autoconf = 0"
+        ]
+    );
+    // a created veth: after its creation, before up
+    let v = spec(r#"network.veth "v0" { peer = "v0p", ipv6 = { accept_ra = true } }"#);
+    let l = lines(&plan(&v, &state_eth0(), &owned(&[])));
+    let c = l
+        .iter()
+        .position(|x| x.starts_with("create veth v0"))
+        .unwrap();
+    let ra = l
+        .iter()
+        .position(|x| x == "set net.ipv6.conf.v0.accept_ra = 1")
+        .unwrap();
+    let up = l.iter().position(|x| x == "set v0 up").unwrap();
+    assert!(c < ra && ra < up, "{l:?}");
+    let e = spec_err(r#"network.interface "eth0" { ipv6 = { accept_ra = 1 } }"#);
+    assert!(e.contains("accept_ra") && e.contains("boolean"), "{e}");
+    let e = spec_err(r#"network.interface "eth0" { ipv6 = { acept_ra = true } }"#);
+    assert!(e.contains("ipv6") && e.contains("acept_ra"), "{e}");
 }

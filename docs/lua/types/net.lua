@@ -226,11 +226,49 @@ function net.del_route(r) end
 function net.wait_link(name, opts) end
 
 ---@param name string
----@param want string?  # "10.0.0.2", "10.0.0.2/24", "inet", "inet6" or nil (any)
----@param opts {timeout: number?, tentative: boolean?}?
----@return net.Link? link
----@return net.Error? err
+---@param want string|{family: string?, address: string?, scope: string|integer|nil, timeout: number?, tentative: boolean?}|nil  # "10.0.0.2", "10.0.0.2/24", "inet", "inet6", nil (any), or one options table (family "inet" unless given)
+---@param opts {timeout: number?, tentative: boolean?, scope: string|integer|nil}?
+---@return table? address  # as net.addresses lists it: {address=, prefix=, cidr=, family=, scope=, ...}
+---@return net.Link|net.Error|nil link_or_err
 function net.wait_address(name, want, opts) end
+
+---@class net.Lease
+---@field address string
+---@field prefix integer
+---@field cidr string
+---@field server string
+---@field router string?
+---@field routers string[]
+---@field dns string[]
+---@field search string[]
+---@field hostname string?
+---@field mtu integer?
+---@field lease integer  # seconds, from when it was obtained
+---@field t1 integer
+---@field t2 integer
+---@field expires_in number  # seconds from now
+---@field t1_in number
+---@field t2_in number
+
+--- `network.interface "eth0" { dhcp = {...} }` (or `dhcp = true`: the defaults).
+---@class net.DhcpSettings
+---@field hostname string?      # sent in option 12
+---@field client_id string?     # option 61 (default: type 1 + the MAC)
+---@field use_dns boolean?      # default true
+---@field use_routes boolean?   # default true
+---@field use_hostname boolean? # default false: sethostname with the lease's option 12
+---@field probe boolean?        # default true: ARP-probe a new address, DECLINE it on a conflict
+---@field release boolean?      # default false: RELEASE at shutdown
+---@field on_lease fun(ifname: string, lease: net.Lease?, event: "bound"|"lost")? # run as a task
+
+--- `network.interface "eth0" { ipv6 = {...} }`
+---@class net.Ipv6Settings
+---@field accept_ra boolean?  # true: SLAAC (accept_ra = autoconf = 1), false: both 0
+
+--- The DHCP lease the init holds for `name`, or nil.
+---@param name string
+---@return net.Lease?
+function net.lease(name) end
 
 ---@return net.EventSocket? events
 ---@return net.Error? err

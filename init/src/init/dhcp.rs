@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsFd, OwnedFd};
 
-use moonlit_net::dhcp::{Client, Dest, Output};
+use moonlit_net::dhcp::{Client, Dest, Lease, Output};
 use moonlit_net::spec::RouteSpec;
 use moonlit_net::{DnsSpec, IpNet, LinkRef, NetworkSpec};
 use rustix::event::epoll::{self, EventData, EventFlags};
@@ -18,18 +18,26 @@ use serde_json::{json, Value};
 
 use super::{now_ms, Init};
 
-/// epoll token of a DHCP socket: T_DHCP | run id.
+/// epoll token of a DHCP socket: T_DHCP | run id (| ARP_BIT for the
+/// run's ARP socket, open while an offered address is probed).
 pub(crate) const T_DHCP: u64 = 4 << 32;
+const ARP_BIT: u32 = 1 << 31;
 
 #[derive(Default)]
 pub(crate) struct Dhcp {
     runs: BTreeMap<String, Run>,
     next_id: u32,
+    /// `on_lease` calls waiting for the network to be applied (interface,
+    /// lease or none, "bound" | "lost").
+    hooks: Vec<(String, Option<Lease>, &'static str)>,
 }
 
 struct Run {
     client: Client,
     sock: Option<OwnedFd>,
+    /// AF_PACKET (ARP) socket while probing.
+    arp: Option<OwnedFd>,
+    ifindex: u32,
     id: u32,
     carrier: bool,
     /// Why the socket could not be opened (shown in status).
@@ -121,6 +129,8 @@ impl Init {
                     Run {
                         client: Client::new(mac, cfg.clone(), seed),
                         sock: None,
+                        arp: None,
+                        ifindex: link.index,
                         id: self.dhcp.next_id,
                         carrier: false,
                         error: None,
@@ -131,6 +141,7 @@ impl Init {
                 continue;
             };
             run.client.cfg = cfg;
+            run.ifindex = link.index;
             if run.sock.is_none() {
                 match open_socket(&name) {
                     Ok(s) => {
@@ -183,6 +194,96 @@ impl Init {
                 self.dhcp_outputs(&name, out);
             }
         }
+        // The network now carries the leases: their hooks see them applied.
+        self.run_lease_hooks();
+    }
+
+    /// The `on_lease` hook of `ifname`'s declaration in force (`dhcp = {
+    /// on_lease = function(ifname, lease, event) ... end }`), if any.
+    fn lease_hook(&self, ifname: &str) -> Option<mlua::Function> {
+        self.modules.values().find_map(|m| {
+            m.eval.decls.iter().find_map(|d| {
+                if !d.kind.starts_with("network.") || d.name.as_deref() != Some(ifname) {
+                    return None;
+                }
+                match d.body.raw_get::<mlua::Value>("dhcp") {
+                    Ok(mlua::Value::Table(t)) => match t.raw_get::<mlua::Value>("on_lease") {
+                        Ok(mlua::Value::Function(f)) => Some(f),
+                        _ => None,
+                    },
+                    _ => None,
+                }
+            })
+        })
+    }
+
+    /// Leases as `net.lease` shows them (after each change, and adoption).
+    fn publish_lease(&mut self, name: &str) {
+        let lease = self
+            .dhcp
+            .runs
+            .get(name)
+            .and_then(|r| r.client.lease.clone());
+        if let Err(e) = moonlit_net::lua::publish_lease(self.rt.lua(), name, lease.as_ref()) {
+            self.log(&format!("dhcp {name}: recording the lease for Lua: {e}"));
+        }
+    }
+
+    /// Runs the queued `on_lease` hooks, each as a task (it may block).
+    fn run_lease_hooks(&mut self) {
+        for (name, lease, event) in std::mem::take(&mut self.dhcp.hooks) {
+            let Some(f) = self.lease_hook(&name) else {
+                continue;
+            };
+            let arg = match &lease {
+                Some(l) => match moonlit_net::lua::lease_table(self.rt.lua(), l) {
+                    Ok(t) => mlua::Value::Table(t),
+                    Err(e) => {
+                        self.log(&format!("dhcp {name}: on_lease: {e}"));
+                        continue;
+                    }
+                },
+                None => mlua::Value::Nil,
+            };
+            let label = format!("dhcp {name} on_lease");
+            let (id, step) = self
+                .rt
+                .start_task(&label, f, (name.clone(), arg, event.to_string()));
+            self.task_names.insert(id, label);
+            self.handle_step(id, step);
+        }
+    }
+
+    /// Option 12 as the system's hostname, when `use_hostname` asks.
+    fn apply_hostname(&mut self, name: &str, lease: &Lease) {
+        let asked = self
+            .dhcp
+            .runs
+            .get(name)
+            .is_some_and(|r| r.client.cfg.use_hostname);
+        let Some(h) = lease.hostname.as_deref().filter(|_| asked) else {
+            return;
+        };
+        let valid = !h.is_empty()
+            && h.len() <= 64
+            && h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+        if !valid {
+            self.log(&format!(
+                "dhcp {name}: the lease's hostname {h:?} is not a valid hostname: not set"
+            ));
+            return;
+        }
+        let current = rustix::system::uname();
+        if current.nodename().to_bytes() == h.as_bytes() {
+            return;
+        }
+        match rustix::system::sethostname(h.as_bytes()) {
+            Ok(()) => self.log(&format!(
+                "dhcp {name}: hostname set to {h} (from the lease)"
+            )),
+            Err(e) => self.log(&format!("dhcp {name}: sethostname {h}: {e}")),
+        }
     }
 
     fn handle_link(&mut self, name: &str) -> Option<moonlit_net::Link> {
@@ -221,6 +322,9 @@ impl Init {
 
     /// A DHCP socket is readable.
     pub(crate) fn on_dhcp(&mut self, id: u32) {
+        if id & ARP_BIT != 0 {
+            return self.on_arp(id & !ARP_BIT);
+        }
         let Some(name) = self
             .dhcp
             .runs
@@ -246,6 +350,90 @@ impl Init {
                 None => return,
             };
             self.dhcp_outputs(&name, out);
+        }
+    }
+
+    /// The ARP socket of a probing client is readable.
+    fn on_arp(&mut self, id: u32) {
+        let Some(name) = self
+            .dhcp
+            .runs
+            .iter()
+            .find(|(_, r)| r.id == id)
+            .map(|(n, _)| n.clone())
+        else {
+            return;
+        };
+        let mut buf = [0u8; 128];
+        for _ in 0..64 {
+            let got = match self.dhcp.runs.get(&name).and_then(|r| r.arp.as_ref()) {
+                Some(s) => rustix::net::recv(s, &mut buf[..], rustix::net::RecvFlags::empty()),
+                None => return,
+            };
+            let n = match got {
+                Ok((n, _)) => n,
+                Err(_) => return, // EAGAIN: drained
+            };
+            let now = now_ms();
+            let out = match self.dhcp.runs.get_mut(&name) {
+                Some(r) => r.client.on_arp(now, &buf[..n.min(buf.len())]),
+                None => return,
+            };
+            let stop = !out.is_empty();
+            self.dhcp_outputs(&name, out);
+            if stop {
+                return;
+            }
+        }
+    }
+
+    fn arp_probe(&mut self, name: &str, ip: Ipv4Addr) {
+        let Some(run) = self.dhcp.runs.get_mut(name) else {
+            return;
+        };
+        if run.arp.is_none() {
+            match moonlit_net::dhcp::arp::socket(run.ifindex)
+                .map_err(|e| format!("ARP socket: {e}"))
+            {
+                Ok(s) => {
+                    if let Err(e) = epoll::add(
+                        &self.epoll,
+                        s.as_fd(),
+                        EventData::new_u64(T_DHCP | u64::from(run.id | ARP_BIT)),
+                        EventFlags::IN,
+                    ) {
+                        let msg = format!("dhcp {name}: ARP socket: epoll: {e}");
+                        self.log(&msg);
+                        return;
+                    }
+                    run.arp = Some(s);
+                }
+                Err(e) => {
+                    // Probing then finds nothing: the address is taken
+                    // unprobed, which is what a client without ACD does.
+                    let msg = format!("dhcp {name}: {e}: {ip} not probed for conflicts");
+                    self.log(&msg);
+                    return;
+                }
+            }
+        }
+        let Some(run) = self.dhcp.runs.get(name) else {
+            return;
+        };
+        let (Some(s), mac) = (run.arp.as_ref(), run.client.mac) else {
+            return;
+        };
+        let pkt = moonlit_net::dhcp::arp::Arp::probe(mac, ip).encode();
+        if let Err(e) = moonlit_net::dhcp::arp::send_broadcast(s, run.ifindex, &pkt) {
+            if self.opts.debug {
+                self.log(&format!("dhcp {name}: ARP probe for {ip}: {e}"));
+            }
+        }
+    }
+
+    fn arp_close(&mut self, name: &str) {
+        if let Some(s) = self.dhcp.runs.get_mut(name).and_then(|r| r.arp.take()) {
+            let _ = epoll::delete(&self.epoll, &s);
         }
     }
 
@@ -285,8 +473,12 @@ impl Init {
                             .unwrap_or_default()
                     ));
                     self.net.again = true;
+                    self.publish_lease(name);
+                    self.apply_hostname(name, &l);
+                    self.dhcp.hooks.push((name.to_string(), Some(l), "bound"));
                 }
                 Output::Renewed(l) => {
+                    self.publish_lease(name);
                     if self.opts.debug {
                         self.log(&format!(
                             "dhcp {name}: renewed {} ({} s)",
@@ -297,6 +489,21 @@ impl Init {
                 Output::Lost(why) => {
                     self.log(&format!("dhcp {name}: lease lost: {why}"));
                     self.net.again = true;
+                    self.publish_lease(name);
+                    self.dhcp.hooks.push((name.to_string(), None, "lost"));
+                }
+                Output::ArpProbe(ip) => self.arp_probe(name, ip),
+                Output::ArpDone => self.arp_close(name),
+                Output::Declined { address, by } => {
+                    let mac = by
+                        .iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect::<Vec<_>>()
+                        .join(":");
+                    self.log(&format!(
+                        "dhcp {name}: {address} is in use by {mac}: declined, asking again in {} s",
+                        moonlit_net::dhcp::client::DECLINE_WAIT_MS / 1000
+                    ));
                 }
                 Output::Note(n) => {
                     if self.opts.debug {
@@ -307,16 +514,20 @@ impl Init {
         }
     }
 
-    /// `spec` with every lease in it: its address, its routes (classless
+    /// `spec` with every lease in it (and links with DHCP or SLAAC up
+    /// unless declared otherwise): its address, its routes (classless
     /// ones if given, else the default route via the first router), its MTU
     /// where none is declared, its DNS servers and search domains.
     pub(crate) fn effective_spec(&self, spec: &NetworkSpec) -> NetworkSpec {
         let mut s = spec.clone();
         for l in s.links.values_mut() {
-            let Some(cfg) = l.dhcp.clone() else { continue };
-            if l.up.is_none() {
+            // SLAAC needs the link up, as DHCP does: brought up unless
+            // `up` is declared.
+            let slaac = l.ipv6.as_ref().is_some_and(|v| v.accept_ra == Some(true));
+            if l.up.is_none() && (slaac || l.dhcp.is_some()) {
                 l.up = Some(true);
             }
+            let Some(cfg) = l.dhcp.clone() else { continue };
             let mut addresses = l.addresses.clone().unwrap_or_default();
             let mut routes = l.routes.clone().unwrap_or_default();
             if let Some(lease) = self
@@ -421,12 +632,19 @@ impl Init {
     /// Adopted clients (their sockets are opened by the next `dhcp_sync`).
     pub(crate) fn dhcp_adopt(&mut self, clients: Vec<(String, Client)>) {
         for (name, client) in clients {
+            if let Err(e) =
+                moonlit_net::lua::publish_lease(self.rt.lua(), &name, client.lease.as_ref())
+            {
+                self.log(&format!("dhcp {name}: recording the lease for Lua: {e}"));
+            }
             self.dhcp.next_id += 1;
             self.dhcp.runs.insert(
                 name,
                 Run {
                     client,
                     sock: None,
+                    arp: None,
+                    ifindex: 0,
                     id: self.dhcp.next_id,
                     carrier: true,
                     error: None,

@@ -10,12 +10,29 @@
 //! jitter (RFC 2131 4.1); in RENEWING and REBINDING they come at half the
 //! time left to T2 / expiry, at least 1 s (4.4.5 says 60 s; short lab leases
 //! need less).
+//!
+//! With `probe` (the default for `dhcp = true`), an acknowledged address
+//! that is new to the client is first probed for (RFC 5227, with shorter
+//! times: three ARP probes 200 ms apart, then 400 ms of listening, where the
+//! RFC's PROBE_MIN/MAX and ANNOUNCE_WAIT come to 3-7 s). PROBING ends in
+//! BOUND, or, when another host answers for the address or probes for it
+//! too, in a DECLINE and INIT again after 10 s (RFC 2131 3.1.5).
 
 use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
+use super::arp::Arp;
 use super::wire::{self, ClasslessRoute, MsgType, Reply, Request};
+
+/// ARP probes sent for an acknowledged address.
+pub const PROBE_NUM: u32 = 3;
+/// Between two probes.
+pub const PROBE_GAP_MS: Ms = 200;
+/// After the last probe, before the address is taken.
+pub const PROBE_WAIT_MS: Ms = 400;
+/// From a DECLINE to the next DISCOVER (RFC 2131 3.1.5: at least 10 s).
+pub const DECLINE_WAIT_MS: Ms = 10_000;
 
 /// Milliseconds on the monotonic clock.
 pub type Ms = u64;
@@ -33,6 +50,13 @@ pub struct DhcpConfig {
     pub use_routes: bool,
     /// Send a RELEASE when moonlit shuts down.
     pub release: bool,
+    /// Set the system's hostname from the lease's option 12.
+    #[serde(default)]
+    pub use_hostname: bool,
+    /// ARP-probe an acknowledged address before using it; DECLINE it when
+    /// another host has it.
+    #[serde(default)]
+    pub probe: bool,
 }
 
 /// A lease as bound.
@@ -46,6 +70,9 @@ pub struct Lease {
     pub search: Vec<String>,
     pub mtu: Option<u16>,
     pub classless: Vec<ClasslessRoute>,
+    /// Option 12, as the server gave it.
+    #[serde(default)]
+    pub hostname: Option<String>,
     pub lease_secs: u32,
     pub t1_secs: u32,
     pub t2_secs: u32,
@@ -73,6 +100,7 @@ impl Lease {
             && self.search == o.search
             && self.mtu == o.mtu
             && self.classless == o.classless
+            && self.hostname == o.hostname
     }
 }
 
@@ -84,6 +112,8 @@ pub enum Phase {
     Bound,
     Renewing,
     Rebinding,
+    /// An ACK is in hand; ARP probes check that nobody else has the address.
+    Probing,
 }
 
 impl Phase {
@@ -95,6 +125,7 @@ impl Phase {
             Phase::Bound => "bound",
             Phase::Renewing => "renewing",
             Phase::Rebinding => "rebinding",
+            Phase::Probing => "probing",
         }
     }
 }
@@ -116,6 +147,15 @@ pub enum Output {
     Renewed(Lease),
     /// The lease is gone (expired, NAK'd, released): remove its settings.
     Lost(String),
+    /// Send an ARP probe for this address on the interface.
+    ArpProbe(Ipv4Addr),
+    /// Probing is over: the ARP socket may be closed.
+    ArpDone,
+    /// Another host (this MAC) has the offered address: declined.
+    Declined {
+        address: Ipv4Addr,
+        by: [u8; 6],
+    },
     /// For the log.
     Note(String),
 }
@@ -135,6 +175,11 @@ pub struct Client {
     attempt: u32,
     next: Option<Ms>,
     rng: u64,
+    /// The acknowledged lease being probed for (PROBING).
+    #[serde(default)]
+    probing: Option<Lease>,
+    #[serde(default)]
+    probes: u32,
 }
 
 impl Client {
@@ -155,6 +200,8 @@ impl Client {
             attempt: 0,
             next: None,
             rng,
+            probing: None,
+            probes: 0,
         }
     }
 
@@ -202,6 +249,7 @@ impl Client {
     pub fn start(&mut self, now: Ms) -> Vec<Output> {
         self.phase = Phase::Selecting;
         self.offered = None;
+        self.probing = None;
         self.new_exchange(now);
         self.discover(now)
     }
@@ -320,11 +368,35 @@ impl Client {
             },
             mtu: r.mtu,
             classless: r.classless.clone(),
+            hostname: r.hostname.clone(),
             lease_secs,
             t1_secs: t1,
             t2_secs: t2,
             start_ms: self.exchange_start,
         };
+        // A new address is probed for first; one we hold already is not
+        // (our own kernel would not answer, anyone else is a conflict we
+        // cannot resolve by declining what we use).
+        let known = self
+            .lease
+            .as_ref()
+            .is_some_and(|old| old.address == lease.address);
+        if self.cfg.probe && self.phase == Phase::Requesting && !known {
+            self.phase = Phase::Probing;
+            self.offered = None;
+            self.probes = 1;
+            self.next = Some(now + PROBE_GAP_MS);
+            let addr = lease.address;
+            self.probing = Some(lease);
+            return vec![
+                Output::Note(format!("ACK for {addr}: probing for conflicts")),
+                Output::ArpProbe(addr),
+            ];
+        }
+        self.bind(now, lease)
+    }
+
+    fn bind(&mut self, now: Ms, lease: Lease) -> Vec<Output> {
         let renewal = self
             .lease
             .as_ref()
@@ -384,7 +456,58 @@ impl Client {
                 self.send_request(now)
             }
             Phase::Rebinding => self.send_request(now),
+            Phase::Probing => {
+                let Some(l) = self.probing.clone() else {
+                    return self.start(now);
+                };
+                if self.probes < PROBE_NUM {
+                    self.probes += 1;
+                    let wait = if self.probes == PROBE_NUM {
+                        PROBE_WAIT_MS
+                    } else {
+                        PROBE_GAP_MS
+                    };
+                    self.next = Some(now + wait);
+                    vec![Output::ArpProbe(l.address)]
+                } else {
+                    self.probing = None;
+                    let mut out = vec![Output::ArpDone];
+                    out.extend(self.bind(now, l));
+                    out
+                }
+            }
         }
+    }
+
+    /// An ARP packet heard on the interface while probing: a conflict
+    /// declines the address (DECLINE broadcast with the address and the
+    /// server id, RFC 2131 4.4.1) and starts over after DECLINE_WAIT_MS.
+    pub fn on_arp(&mut self, now: Ms, bytes: &[u8]) -> Vec<Output> {
+        if self.phase != Phase::Probing {
+            return Vec::new();
+        }
+        let (Some(l), Some(a)) = (self.probing.clone(), Arp::decode(bytes)) else {
+            return Vec::new();
+        };
+        if !a.conflicts(self.mac, l.address) {
+            return Vec::new();
+        }
+        let mut r = self.request(MsgType::Decline, now);
+        r.requested_ip = Some(l.address);
+        r.server_id = Some(l.server);
+        r.broadcast = false;
+        r.hostname = None;
+        self.probing = None;
+        self.phase = Phase::Init;
+        self.next = Some(now + DECLINE_WAIT_MS);
+        vec![
+            Output::ArpDone,
+            Output::Send(Dest::Broadcast, r.encode()),
+            Output::Declined {
+                address: l.address,
+                by: a.sender_mac,
+            },
+        ]
     }
 
     /// moonlit shuts down (or the interface is no longer declared): a
@@ -408,6 +531,7 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dhcp::arp::Arp;
 
     const MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
     const SERVER: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
@@ -437,6 +561,75 @@ mod tests {
                 _ => None,
             })
             .expect("a packet to send")
+    }
+
+    #[test]
+    fn a_probed_address_is_bound_after_the_probes_or_declined_on_a_conflict() {
+        let cfg = DhcpConfig {
+            probe: true,
+            ..Default::default()
+        };
+        let mut c = Client::new(MAC, cfg.clone(), 11);
+        let (_, discover) = sent(&c.start(0));
+        let (_, request) = sent(&c.on_packet(5, &answer(&discover, 2, 20)));
+        let out = c.on_packet(10, &answer(&request, 5, 20));
+        assert_eq!(c.phase, Phase::Probing);
+        let ip = Ipv4Addr::new(10, 0, 2, 15);
+        assert!(out.contains(&Output::ArpProbe(ip)), "{out:?}");
+        // two more probes, then bound; our own probes heard back change nothing
+        assert!(c.on_arp(20, &Arp::probe(MAC, ip).encode()).is_empty());
+        let mut probes = 1;
+        let mut bound = None;
+        while bound.is_none() {
+            let t = c.deadline().unwrap();
+            for o in c.on_timer(t) {
+                match o {
+                    Output::ArpProbe(a) => {
+                        assert_eq!(a, ip);
+                        probes += 1;
+                    }
+                    Output::Bound(l) => bound = Some((t, l)),
+                    _ => {}
+                }
+            }
+        }
+        let (t, l) = bound.unwrap();
+        assert_eq!(probes, PROBE_NUM);
+        assert_eq!(t, 10 + 2 * PROBE_GAP_MS + PROBE_WAIT_MS);
+        assert_eq!(l.address, ip);
+        assert_eq!(c.phase, Phase::Bound);
+        // a renewal of the same address is not probed again
+        let (_, req) = sent(&c.on_timer(l.t1()));
+        let out = c.on_packet(l.t1() + 1, &answer(&req, 5, 20));
+        assert!(matches!(&out[..], [Output::Renewed(_)]), "{out:?}");
+
+        // conflict: another host answers for the address
+        let mut c = Client::new(MAC, cfg, 12);
+        let (_, discover) = sent(&c.start(0));
+        let (_, request) = sent(&c.on_packet(5, &answer(&discover, 2, 20)));
+        c.on_packet(10, &answer(&request, 5, 20));
+        let other = [2, 0, 0, 0, 0, 9];
+        let out = c.on_arp(50, &Arp::announce(other, ip).encode());
+        let (d, decline) = sent(&out);
+        assert_eq!(d, Dest::Broadcast);
+        assert!(out.contains(&Output::Declined {
+            address: ip,
+            by: other
+        }));
+        assert!(out.contains(&Output::ArpDone));
+        // option 53 = 4 (DECLINE), 50 = the address, 54 = the server
+        let opts = &decline[240..];
+        assert_eq!(&opts[..3], &[53, 1, 4]);
+        assert!(opts.windows(6).any(|w| w == [50, 4, 10, 0, 2, 15]));
+        assert!(opts.windows(6).any(|w| w == [54, 4, 10, 0, 2, 2]));
+        assert_eq!(&decline[12..16], &[0, 0, 0, 0], "ciaddr 0");
+        assert!(c.lease.is_none());
+        assert_eq!(c.phase, Phase::Init);
+        assert_eq!(c.deadline(), Some(50 + DECLINE_WAIT_MS));
+        // and starts over then, without asking for the declined address
+        let (_, again) = sent(&c.on_timer(50 + DECLINE_WAIT_MS));
+        assert_eq!(c.phase, Phase::Selecting);
+        assert!(!again[240..].windows(2).any(|w| w == [50, 4]));
     }
 
     fn bind(c: &mut Client, now: Ms) -> Lease {

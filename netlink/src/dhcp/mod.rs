@@ -2,6 +2,7 @@
 //! client's state machine ([`client`]). Both are pure; the socket and the
 //! timers are the init's (init/src/init/dhcp.rs).
 
+pub mod arp;
 pub mod client;
 pub mod wire;
 

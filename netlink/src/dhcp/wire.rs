@@ -219,6 +219,7 @@ impl Request {
                     opt::DNS,
                     opt::DOMAIN_NAME,
                     opt::DOMAIN_SEARCH,
+                    opt::HOSTNAME,
                     opt::MTU,
                     opt::BROADCAST,
                     opt::LEASE_TIME,

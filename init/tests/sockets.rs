@@ -539,3 +539,54 @@ service "good" {
     );
     assert_eq!(svc(&st, "good")["state"], "running");
 }
+
+#[test]
+fn accept_runs_at_most_max_connections_instances_and_the_rest_wait_in_the_backlog() {
+    let services = r#"service "slow" {
+  exec = { "/bin/sh", "-c", "read line; echo \"got:$line\"" },
+  sockets = { { listen = "@DIR@/slow.sock" } },
+  accept = true,
+  max_connections = 2,
+}
+"#;
+    let sb = Sandbox::start("sock-cap", &[("services/slow.lua", services)]);
+    sb.ready();
+    let path = sb.path("slow.sock");
+    let mut c1 = connect(&path);
+    let mut c2 = connect(&path);
+    sb.wait_status("two instances", 10, |st| {
+        svc(st, "slow")["sockets"]["instances"] == 2
+    });
+    let mut c3 = connect(&path);
+    writeln!(c3, "three").expect("write");
+    std::thread::sleep(Duration::from_millis(300));
+    let st = sb.status();
+    let k = &svc(&st, "slow")["sockets"];
+    assert_eq!(k["instances"], 2, "{k}");
+    assert_eq!(k["served"], 2, "the third waits in the backlog: {k}");
+    assert_eq!(k["list"][0]["watched"], false, "{k}");
+    c3.set_nonblocking(true).expect("nonblocking");
+    let mut b = [0u8; 1];
+    assert!(
+        matches!(c3.read(&mut b), Err(ref e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "no instance for the third yet"
+    );
+    c3.set_nonblocking(false).expect("blocking");
+    writeln!(c1, "one").expect("write");
+    assert_eq!(read_line(&c1), "got:one");
+    // One ended: the third is accepted and answered.
+    assert_eq!(read_line(&c3), "got:three", "{}", sb.console());
+    writeln!(c2, "two").expect("write");
+    assert_eq!(read_line(&c2), "got:two");
+    let st = sb.wait_status("all reaped", 10, |st| {
+        svc(st, "slow")["sockets"]["instances"] == 0
+    });
+    assert_eq!(svc(&st, "slow")["sockets"]["served"], 3);
+    let text = sb.ctl(&["status"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains(&format!("sockets {} fd ", path.display()))
+            && text.contains("(0/2 instances, 3 served)"),
+        "{text}"
+    );
+}

@@ -310,7 +310,8 @@ impl Init {
             }
             self.sockets.services.insert(name, slots);
         }
-        // What a re-exec carried and nothing claimed is closed.
+        // What a re-exec carried and nothing claimed is closed (its file
+        // removed, unless a socket declared now uses that path).
         for (name, spec, fd) in std::mem::take(&mut self.sockets.carried) {
             self.log(&format!(
                 "{name}: socket {} no longer declared, closed",
@@ -318,7 +319,9 @@ impl Init {
             ));
             drop(fd);
             if let Listen::Unix(p) = &spec.listen {
-                unlink_socket_file(p);
+                if self.unix_path_holder(p).is_none() {
+                    unlink_socket_file(p);
+                }
             }
         }
         self.sockets.tokens = self
@@ -346,6 +349,18 @@ impl Init {
             slot.error = None;
             return;
         }
+        // Another service's socket file: never taken over (binding would
+        // remove its file and leave it unreachable).
+        if let Listen::Unix(p) = &slot.spec.listen {
+            if let Some(other) = self.unix_path_holder(p).filter(|o| o != name) {
+                let e = format!("socket {p}: already bound by service \"{other}\"");
+                if slot.error.as_deref() != Some(e.as_str()) {
+                    self.log(&format!("{name}: {e}"));
+                }
+                slot.error = Some(e);
+                return;
+            }
+        }
         match bind_socket(&slot.spec) {
             Ok(fd) => {
                 if slot.error.take().is_some() || self.opts.debug {
@@ -364,6 +379,18 @@ impl Init {
                 slot.error = Some(e);
             }
         }
+    }
+
+    /// The service holding a bound unix socket at `path`.
+    fn unix_path_holder(&self, path: &str) -> Option<String> {
+        self.sockets
+            .services
+            .iter()
+            .find(|(_, v)| {
+                v.iter()
+                    .any(|s| s.fd.is_some() && s.spec.listen == Listen::Unix(path.to_string()))
+            })
+            .map(|(n, _)| n.clone())
     }
 
     fn close_slot(&mut self, slot: Slot) {

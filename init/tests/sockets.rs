@@ -342,6 +342,16 @@ service "user" {{
     );
 }
 
+/// Reads a line from each connection (fd 3), then answers with its pid.
+const PY_READ_FIRST: &str = "import os, socket\ns = socket.socket(fileno=3)\nwhile True:\n    c, _ = s.accept()\n    l = c.makefile().readline().strip()\n    c.sendall(b'keep pid %d got %s\\n' % (os.getpid(), l.encode()))\n    c.close()\n";
+
+/// Sends `line` and reads the answer.
+fn ask(path: &std::path::Path, line: &str) -> String {
+    let mut c = connect(path);
+    writeln!(c, "{line}").expect("write");
+    read_line(&c)
+}
+
 #[test]
 fn sockets_survive_reexec_and_a_reload_that_keeps_them_and_a_reload_that_moves_one() {
     let module = |stop: u32, path: &str| {
@@ -352,7 +362,7 @@ fn sockets_survive_reexec_and_a_reload_that_keeps_them_and_a_reload_that_moves_o
   stop_timeout = {stop},
 }}
 "#,
-            lua_str(&py_server("keep", 0.0))
+            lua_str(PY_READ_FIRST)
         )
     };
     let sb = Sandbox::start(
@@ -365,14 +375,18 @@ fn sockets_survive_reexec_and_a_reload_that_keeps_them_and_a_reload_that_moves_o
     sb.ready();
     let path = sb.path("keep.sock");
     let pid = sb.service("keep")["pid"].as_u64().expect("pid");
-    assert_eq!(read_line(&connect(&path)), format!("keep pid {pid}"));
+    assert_eq!(ask(&path, "a"), format!("keep pid {pid} got a"));
     let fds = fds_of(&sb, "keep");
     let inode =
         || std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&path).expect("socket file"));
     let ino = inode();
-    // A client connected before the re-exec (waiting in the backlog or
-    // accepted) is answered after it.
-    let before = connect(&path);
+    // A client connected before the re-exec (the service has accepted it
+    // and waits for its line) is answered after it.
+    let mut before = connect(&path);
+    // And one still in the listen backlog (the server is busy with the
+    // first): the kernel's queue of the same socket survives too.
+    let mut queued = connect(&path);
+    writeln!(queued, "queued").expect("write");
     let out = sb.ctl(&["--json", "reexec"]);
     assert!(
         out.status.success(),
@@ -380,7 +394,9 @@ fn sockets_survive_reexec_and_a_reload_that_keeps_them_and_a_reload_that_moves_o
         String::from_utf8_lossy(&out.stderr),
         sb.console()
     );
-    assert_eq!(read_line(&before), format!("keep pid {pid}"));
+    writeln!(before, "before").expect("write");
+    assert_eq!(read_line(&before), format!("keep pid {pid} got before"));
+    assert_eq!(read_line(&queued), format!("keep pid {pid} got queued"));
     assert_eq!(sb.status()["reexecs"], 1);
     assert_eq!(
         sb.service("keep")["pid"].as_u64(),
@@ -393,7 +409,7 @@ fn sockets_survive_reexec_and_a_reload_that_keeps_them_and_a_reload_that_moves_o
         "same descriptors after the re-exec"
     );
     assert_eq!(inode(), ino, "the same socket file (not bound again)");
-    assert_eq!(read_line(&connect(&path)), format!("keep pid {pid}"));
+    assert_eq!(ask(&path, "after"), format!("keep pid {pid} got after"));
     // A reload that changes only a supervisor field: same sockets, same pid.
     sb.write("services/keep.lua", &module(7, "keep.sock"));
     let (code, reply) = sb.reload(&[]);
@@ -401,7 +417,7 @@ fn sockets_survive_reexec_and_a_reload_that_keeps_them_and_a_reload_that_moves_o
     assert_eq!(reply["services"]["keep"], "updated", "{reply}");
     assert_eq!(fds_of(&sb, "keep"), fds);
     assert_eq!(sb.service("keep")["pid"].as_u64(), Some(pid));
-    assert_eq!(read_line(&connect(&path)), format!("keep pid {pid}"));
+    assert_eq!(ask(&path, "after"), format!("keep pid {pid} got after"));
     // A reload that moves the unix socket: the old file goes, the new one
     // is bound, the TCP socket keeps its descriptor, the service restarts.
     sb.write("services/keep.lua", &module(7, "moved.sock"));
@@ -423,8 +439,8 @@ fn sockets_survive_reexec_and_a_reload_that_keeps_them_and_a_reload_that_moves_o
         sb.console()
     );
     assert_eq!(
-        read_line(&connect(&sb.path("moved.sock"))),
-        format!("keep pid {new}")
+        ask(&sb.path("moved.sock"), "moved"),
+        format!("keep pid {new} got moved")
     );
 }
 

@@ -162,6 +162,12 @@ fn print_status(v: &Value) {
                 })
                 .collect();
             let mut d = format!("sockets {}", list.join(", "));
+            let watched = k["list"]
+                .as_array()
+                .is_some_and(|l| l.iter().any(|x| x["watched"] == true));
+            if watched && k["accept"] != true {
+                d.push_str(" (starts on the first connection)");
+            }
             if let Some(n) = k["instances"].as_u64() {
                 d.push_str(&format!(
                     " ({n}/{} instances, {} served)",

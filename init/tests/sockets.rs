@@ -165,7 +165,7 @@ fn a_python_server_sees_count_names_and_its_own_pid_for_tcp_unix_and_datagram_so
   sockets = {{
     {{ listen = "127.0.0.1:9001" }},
     {{ listen = "@DIR@/run/py.sock", mode = "0640", name = "ctl" }},
-    {{ listen = "127.0.0.1:9002", type = "dgram", name = "dns" }},
+    {{ listen = "[::]:9002", type = "dgram", name = "dns" }},
   }},
 }}
 "#,
@@ -193,7 +193,7 @@ fn a_python_server_sees_count_names_and_its_own_pid_for_tcp_unix_and_datagram_so
         serde_json::json!([
             ["AF_INET", "SOCK_STREAM"],
             ["AF_UNIX", "SOCK_STREAM"],
-            ["AF_INET", "SOCK_DGRAM"]
+            ["AF_INET6", "SOCK_DGRAM"]
         ]),
         "{v}"
     );
@@ -328,6 +328,9 @@ service "user" {{
     assert_eq!(s["state"], "stopped", "{s}");
     assert!(s["pid"].is_null());
     assert_eq!(s["sockets"]["list"][0]["watched"], true, "{s}");
+    let text = sb.ctl(&["status"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("(starts on the first connection)"), "{text}");
     let path = sb.path("lazy.sock");
     let r = read_line(&connect(&path));
     assert!(r.starts_with("lazy pid "), "{r}\n{}", sb.console());

@@ -18,11 +18,20 @@ use serde_json::Value;
 
 const LO_UP: &str = "assert(require(\"net\").link(\"lo\"):up())\n";
 
-fn need(path: &str) {
-    assert!(
-        std::path::Path::new(path).exists(),
-        "this test needs {path} (install it: the systemd, curl, busybox and python3 packages)"
-    );
+/// Where services find python3 (moonlit's default PATH).
+const PYTHON3: &[&str] = &["/usr/bin/python3", "/bin/python3"];
+
+/// The first of `paths` that exists, or a loud failure naming them.
+fn need(paths: &[&str]) -> String {
+    paths
+        .iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .unwrap_or_else(|| {
+            panic!(
+                "this test needs one of {paths:?} (setup.sh installs them: the systemd, curl, busybox-static and python3 packages)"
+            )
+        })
+        .to_string()
 }
 
 /// A Lua string literal of `s` (long brackets: no escapes needed).
@@ -86,24 +95,29 @@ fn py_server(name: &str, delay: f64) -> String {
 
 #[test]
 fn systemd_socket_proxyd_forwards_curl_through_an_activated_socket_to_busybox_httpd() {
-    need("/lib/systemd/systemd-socket-proxyd");
-    need("/usr/bin/curl");
-    need("/usr/bin/busybox");
-    let services = r#"service "httpd" {
-  exec = { "/usr/bin/busybox", "httpd", "-f", "-p", "127.0.0.1:8081", "-h", "@DIR@/config/www" },
-  ready = { tcp = 8081 },
-}
-service "proxy" {
-  exec = { "/lib/systemd/systemd-socket-proxyd", "127.0.0.1:8081" },
-  sockets = { { listen = "127.0.0.1:8080" } },
-  after = { "httpd" },
-}
-"#;
+    let proxyd = need(&[
+        "/lib/systemd/systemd-socket-proxyd",
+        "/usr/lib/systemd/systemd-socket-proxyd",
+    ]);
+    let curl = need(&["/usr/bin/curl", "/bin/curl"]);
+    let busybox = need(&["/bin/busybox", "/usr/bin/busybox"]);
+    let services = format!(
+        r#"service "httpd" {{
+  exec = {{ "{busybox}", "httpd", "-f", "-p", "127.0.0.1:8081", "-h", "@DIR@/config/www" }},
+  ready = {{ tcp = 8081 }},
+}}
+service "proxy" {{
+  exec = {{ "{proxyd}", "127.0.0.1:8081" }},
+  sockets = {{ {{ listen = "127.0.0.1:8080" }} }},
+  after = {{ "httpd" }},
+}}
+"#
+    );
     let sb = Sandbox::start(
         "sock-proxyd",
         &[
             ("init.lua", LO_UP),
-            ("services/web.lua", services),
+            ("services/web.lua", &services),
             (
                 "www/index.html",
                 "<h1>served through systemd-socket-proxyd</h1>\n",
@@ -116,7 +130,7 @@ service "proxy" {
     let out = Command::new("nsenter")
         .arg(format!("--net=/proc/{}/ns/net", sb.init_pid()))
         .args([
-            "curl",
+            curl.as_str(),
             "-sS",
             "--max-time",
             "10",
@@ -159,9 +173,10 @@ while True:
 
 #[test]
 fn a_python_server_sees_count_names_and_its_own_pid_for_tcp_unix_and_datagram_sockets() {
+    need(PYTHON3);
     let services = format!(
         r#"service "py" {{
-  exec = {{ "/usr/bin/python3", "-c", {} }},
+  exec = {{ "python3", "-c", {} }},
   sockets = {{
     {{ listen = "127.0.0.1:9001" }},
     {{ listen = "@DIR@/run/py.sock", mode = "0640", name = "ctl" }},
@@ -210,9 +225,10 @@ fn a_python_server_sees_count_names_and_its_own_pid_for_tcp_unix_and_datagram_so
 
 #[test]
 fn a_connection_made_while_the_service_restarts_waits_in_the_backlog_and_is_served() {
+    need(PYTHON3);
     let services = format!(
         r#"service "echo" {{
-  exec = {{ "/usr/bin/python3", "-c", {} }},
+  exec = {{ "python3", "-c", {} }},
   sockets = {{ {{ listen = "@DIR@/echo.sock" }} }},
 }}
 "#,
@@ -304,11 +320,12 @@ fn accept_runs_one_instance_per_connection_fifty_times_and_leaves_no_zombie() {
 
 #[test]
 fn a_lazy_service_is_started_by_its_first_connection_and_again_after_it_ended() {
+    need(PYTHON3);
     // Serves one connection, then exits 0 (not restarted: on-failure).
     let py = "import os, socket\ns = socket.socket(fileno=3)\nc, _ = s.accept()\nc.sendall(b'lazy pid %d\\n' % os.getpid())\nc.close()\n";
     let services = format!(
         r#"service "lazy" {{
-  exec = {{ "/usr/bin/python3", "-c", {} }},
+  exec = {{ "python3", "-c", {} }},
   sockets = {{ {{ listen = "@DIR@/lazy.sock" }} }},
   lazy = true,
   restart = "on-failure",
@@ -357,10 +374,11 @@ fn ask(path: &std::path::Path, line: &str) -> String {
 
 #[test]
 fn sockets_survive_reexec_and_a_reload_that_keeps_them_and_a_reload_that_moves_one() {
+    need(PYTHON3);
     let module = |stop: u32, path: &str| {
         format!(
             r#"service "keep" {{
-  exec = {{ "/usr/bin/python3", "-c", {} }},
+  exec = {{ "python3", "-c", {} }},
   sockets = {{ {{ listen = "@DIR@/{path}" }}, {{ listen = "127.0.0.1:9100" }} }},
   stop_timeout = {stop},
 }}

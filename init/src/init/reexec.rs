@@ -639,6 +639,24 @@ mod tests {
         let back: crate::supervisor::Service = serde_json::from_str(&text).expect("round trip");
         assert_eq!(back.spec.log_rotate, sup.services["web"].spec.log_rotate);
         assert_eq!(back.health.status.name(), "starting");
+        let web = sup.services.get_mut("web").expect("web");
+        web.spec.activation.lazy = true;
+        web.spec.activation.sockets = vec![moonlit_config::sockets::SocketSpec {
+            listen: moonlit_config::sockets::parse_listen("/run/web.sock").expect("path"),
+            kind: Default::default(),
+            name: "web".into(),
+            backlog: 16,
+            mode: Some(0o660),
+            owner: None,
+            group: None,
+        }];
+        assert_eq!(needed_format(&sup), 4, "socket activation");
+        let text = serde_json::to_string(&sup.services["web"]).expect("json");
+        let back: crate::supervisor::Service = serde_json::from_str(&text).expect("round trip");
+        assert_eq!(back.spec.activation, sup.services["web"].spec.activation);
+        // A handover without the sockets fields (any older writer) loads.
+        let h = read_handover(memfd_with(OLDEST_V1)).expect("readable");
+        assert!(h.sockets.is_empty() && h.socket_instances.is_empty());
     }
 
     #[test]

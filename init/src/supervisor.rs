@@ -803,7 +803,9 @@ impl Supervisor {
                 .get_mut(&n)
                 .ok_or_else(|| format!("no such service \"{n}\""))?;
             s.manual_stop = false;
-            s.triggered |= s.spec.on_demand;
+            // An `accept = true` service is never started as a whole: a
+            // start only lets its sockets be watched again.
+            s.triggered |= s.spec.on_demand && !s.spec.activation.accept;
             if first {
                 s.spec.enabled = true;
             }
@@ -1681,5 +1683,21 @@ mod tests {
         assert_eq!(s.trigger("b"), Ok("starting"));
         assert_eq!(spawns(&s.step(40)), vec!["b"]);
         assert!(s.trigger("nosuch").is_err());
+    }
+
+    #[test]
+    fn ctl_start_never_starts_an_accept_service_as_a_whole() {
+        let mut a = spec("inetd");
+        a.on_demand = true;
+        a.activation.accept = true;
+        a.enabled = false;
+        let mut s = sup(vec![a]);
+        assert!(spawns(&s.step(0)).is_empty());
+        assert!(s.start("inetd").is_ok());
+        assert!(s.services["inetd"].spec.enabled);
+        assert!(
+            spawns(&s.step(1)).is_empty(),
+            "instances only, per connection"
+        );
     }
 }

@@ -627,3 +627,31 @@ fn accept_runs_at_most_max_connections_instances_and_the_rest_wait_in_the_backlo
         "{text}"
     );
 }
+
+#[test]
+fn a_disabled_service_binds_nothing_until_ctl_start_and_accept_is_never_started_whole() {
+    let services = r#"service "off" {
+  exec = { "/bin/sh", "-c", "read line; echo \"on:$line\"" },
+  sockets = { { listen = "@DIR@/off.sock" } },
+  accept = true,
+  enabled = false,
+}
+"#;
+    let sb = Sandbox::start("sock-disabled", &[("services/off.lua", services)]);
+    sb.ready();
+    let path = sb.path("off.sock");
+    assert!(!path.exists(), "disabled: not bound");
+    assert!(sb.service("off")["sockets"].is_null());
+    let out = sb.ctl(&["start", "off"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut c = connect(&path);
+    writeln!(c, "x").expect("write");
+    assert_eq!(read_line(&c), "on:x", "{}", sb.console());
+    let s = sb.service("off");
+    assert_eq!(s["state"], "stopped", "{s}");
+    assert!(s["pid"].is_null(), "{s}");
+}

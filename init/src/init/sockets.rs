@@ -228,8 +228,12 @@ impl Init {
             .iter()
             // The spec its next start uses (a reload's restart or defer
             // keeps the new one pending until then).
+            // Disabled (`enabled = false`, until `ctl start`): not bound,
+            // so clients are refused rather than left waiting.
             .map(|(n, s)| (n, s.pending.as_ref().unwrap_or(&s.spec), s.removing))
-            .filter(|(_, spec, removing)| !removing && !spec.activation.sockets.is_empty())
+            .filter(|(_, spec, removing)| {
+                !removing && spec.enabled && !spec.activation.sockets.is_empty()
+            })
             .map(|(n, spec, _)| {
                 (
                     n.clone(),
@@ -408,6 +412,15 @@ impl Init {
     /// The descriptors and names a start of `name` gets (binding what is
     /// not bound yet); an error names the socket that cannot be had.
     pub(crate) fn listen_fds(&mut self, name: &str) -> Result<(Vec<RawFd>, Vec<String>), String> {
+        let declared = self
+            .sup
+            .services
+            .get(name)
+            .is_some_and(|s| !s.spec.activation.sockets.is_empty());
+        if declared && !self.sockets.services.contains_key(name) {
+            // Enabled since the last sync (`ctl start` of a disabled one).
+            self.sync_sockets();
+        }
         let Some(mut slots) = self.sockets.services.remove(name) else {
             return Ok((Vec::new(), Vec::new()));
         };
@@ -432,6 +445,15 @@ impl Init {
     /// wants: `lazy` ones while it does not run, `accept` ones while below
     /// `max_connections`; none during shutdown.
     pub(crate) fn watch_sockets(&mut self) {
+        // Enabled since the last sync (`ctl start` of a disabled service).
+        if self.sup.services.iter().any(|(n, s)| {
+            s.spec.enabled
+                && !s.removing
+                && !s.spec.activation.sockets.is_empty()
+                && !self.sockets.services.contains_key(n)
+        }) {
+            self.sync_sockets();
+        }
         let mut changes: Vec<(String, usize, bool)> = Vec::new();
         for (name, slots) in &self.sockets.services {
             let want = match self.sup.services.get(name) {

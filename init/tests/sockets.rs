@@ -547,8 +547,13 @@ fn a_socket_that_cannot_be_bound_fails_only_its_service_with_the_reason() {
   burst = { count = 1, interval = 10 },
 }
 service "good" {
-  exec = { "/bin/sh", "-c", "echo good-up; sleep 1000" },
+  exec = { "/usr/bin/env", "python3", "-c", "import socket\ns = socket.socket(fileno=3)\nprint('good-up', flush=True)\nwhile True:\n    c, _ = s.accept(); c.sendall(b'good\\n'); c.close()" },
   sockets = { { listen = "@DIR@/good.sock" } },
+}
+service "zdup" {
+  exec = { "/bin/sleep", "1000" },
+  sockets = { { listen = "@DIR@/good.sock" } },
+  burst = { count = 1, interval = 10 },
 }
 "#;
     let sb = Sandbox::start(
@@ -575,6 +580,16 @@ service "good" {
         sb.console()
     );
     assert_eq!(svc(&st, "good")["state"], "running");
+    // The same unix path twice: the second is refused, the first unharmed.
+    let st = sb.wait_status("zdup failed", 15, |st| svc(st, "zdup")["state"] == "failed");
+    let zdup = svc(&st, "zdup");
+    assert!(
+        zdup["sockets"]["list"][0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("already bound by service \"good\"")),
+        "{zdup}"
+    );
+    assert_eq!(read_line(&connect(&sb.path("good.sock"))), "good");
 }
 
 #[test]

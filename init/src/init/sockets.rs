@@ -268,12 +268,16 @@ impl Init {
                 kept.insert(name, reused);
             }
         }
+        // Then every kept socket is in place before anything is bound (so
+        // a bind sees every path another service holds), then the binds.
+        let mut accepts = Vec::new();
         for (name, (specs, accept)) in declared {
+            accepts.push((name.clone(), accept));
             let mut reused = kept.remove(&name).unwrap_or_default();
             reused.resize_with(specs.len(), || None);
             let mut slots = Vec::new();
             for (spec, prev) in specs.into_iter().zip(reused) {
-                let mut slot = match prev {
+                let slot = match prev {
                     Some(mut s) => {
                         if let Some(fd) = &s.fd {
                             if s.spec.backlog != spec.backlog && spec.kind.connected() {
@@ -304,13 +308,21 @@ impl Init {
                         }
                     }
                 };
+                slots.push(slot);
+            }
+            self.sockets.services.insert(name, slots);
+        }
+        for (name, accept) in accepts {
+            let Some(mut slots) = self.sockets.services.remove(&name) else {
+                continue;
+            };
+            for slot in slots.iter_mut() {
                 if slot.fd.is_none() {
-                    self.bind_slot(&name, &mut slot);
+                    self.bind_slot(&name, slot);
                 }
                 if let Some(fd) = &slot.fd {
                     set_nonblocking(fd, accept);
                 }
-                slots.push(slot);
             }
             self.sockets.services.insert(name, slots);
         }

@@ -278,7 +278,7 @@ fn a_connection_made_while_the_service_restarts_waits_in_the_backlog_and_is_serv
 #[test]
 fn accept_runs_one_instance_per_connection_fifty_times_and_leaves_no_zombie() {
     let services = r#"service "greet" {
-  exec = { "/bin/sh", "-c", "read line; echo \"reply:$line:$MOONLIT_SERVICE\"" },
+  exec = { "/bin/sh", "-c", "read line; echo \"reply:$line:$MOONLIT_SERVICE:$LISTEN_FDS:$LISTEN_FDNAMES\"" },
   sockets = { { listen = "@DIR@/greet.sock" } },
   accept = true,
   max_connections = 8,
@@ -292,7 +292,7 @@ fn accept_runs_one_instance_per_connection_fifty_times_and_leaves_no_zombie() {
         writeln!(c, "n{i}").expect("write");
         assert_eq!(
             read_line(&c),
-            format!("reply:n{i}:greet"),
+            format!("reply:n{i}:greet:1:connection"),
             "{}",
             sb.console()
         );

@@ -612,6 +612,10 @@ impl Init {
         let log = self.logs.get_mut(&id).ok_or("log pipe vanished")?;
         let err = log.writer().map_err(|e| format!("log pipe: {e}"))?;
         let stdin = conn.try_clone().map_err(|e| format!("dup: {e}"))?;
+        // And as fd 3 with LISTEN_FDS=1, LISTEN_FDNAMES=connection, as
+        // systemd passes an Accept=yes connection (kept open until spawn
+        // returns: spawn only borrows listen descriptors).
+        let fd3 = conn.try_clone().map_err(|e| format!("dup: {e}"))?;
         let mut s = SpawnSpec::new(spec.exec.clone());
         s.env = crate::envset::service_env(spec, &self.rt.service_env())?;
         s.env.insert("MOONLIT_SERVICE".into(), name.to_string());
@@ -630,7 +634,11 @@ impl Init {
         s.stdin = StdioSpec::Fd(stdin);
         s.stdout = StdioSpec::Fd(conn);
         s.stderr = StdioSpec::Fd(err);
-        spawn::spawn(s).map_err(|e| e.to_string())
+        s.listen_fds = vec![fd3.as_raw_fd()];
+        s.listen_names = vec!["connection".into()];
+        let r = spawn::spawn(s).map_err(|e| e.to_string());
+        drop(fd3);
+        r
     }
 
     /// An `accept = true` instance ended (the reaper asks first).

@@ -15,6 +15,7 @@ pub mod modules;
 pub mod plain;
 pub mod plan;
 pub mod runtime;
+pub mod sockets;
 pub mod spawn;
 pub mod timers;
 

@@ -146,6 +146,10 @@ pub struct ServiceSpec {
     /// What starts it on a schedule (makes it on demand).
     #[serde(default)]
     pub timer: Option<crate::timers::TimerSpec>,
+    /// Socket activation: sockets bound by moonlit and passed with
+    /// systemd's protocol, `lazy`, `accept` (`sockets.rs`).
+    #[serde(default)]
+    pub activation: crate::sockets::Activation,
 }
 
 /// One resource limit: `None` keeps what the process inherits; `u64::MAX` is
@@ -299,6 +303,7 @@ impl ServiceSpec {
             cgroup: CgroupLimits::default(),
             on_demand: false,
             timer: None,
+            activation: Default::default(),
         }
     }
 
@@ -327,6 +332,8 @@ impl ServiceSpec {
             || self.oneshot != other.oneshot
             || self.forking != other.forking
             || self.pid_file != other.pid_file
+            || self.activation.sockets != other.activation.sockets
+            || self.activation.accept != other.activation.accept
     }
 
     /// Equal as far as the running system is concerned (location aside).
@@ -385,6 +392,10 @@ const SERVICE_KEYS: &[&str] = &[
     "ready_timeout",
     "health",
     "on_health",
+    "sockets",
+    "lazy",
+    "accept",
+    "max_connections",
 ];
 
 struct Reader<'a> {
@@ -861,6 +872,16 @@ pub fn parse_service(
                 };
             }
             "ready_timeout" => spec.ready_timeout = r.seconds(&key, v)?,
+            "sockets" => {
+                spec.activation.sockets =
+                    crate::sockets::parse_sockets(v, name).map_err(|m| r.err(m))?
+            }
+            "lazy" => spec.activation.lazy = r.boolean(&key, v)?,
+            "accept" => spec.activation.accept = r.boolean(&key, v)?,
+            "max_connections" => {
+                spec.activation.max_connections =
+                    crate::sockets::parse_max_connections(v).map_err(|m| r.err(m))?
+            }
             // Callbacks stay Lua functions; the init takes them from the
             // declaration (they are not part of the spec's identity).
             "on_start" | "on_exit" | "on_health" => {
@@ -888,6 +909,7 @@ pub fn parse_service(
             }
         }
     }
+    spec.on_demand |= crate::sockets::check(&spec.activation).map_err(|m| r.err(m))?;
     // env needs string values; read it separately for precise errors.
     if let Ok(Value::Table(env)) = body.get::<Value>("env") {
         for pair in env.pairs::<Value, Value>() {

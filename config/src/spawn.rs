@@ -147,6 +147,12 @@ pub struct SpawnSpec {
     /// A directory descriptor of the cgroup (v2) the child joins before it
     /// does anything else: no process of a service runs outside its cgroup.
     pub cgroup_fd: Option<RawFd>,
+    /// Socket activation (systemd's protocol): these descriptors become the
+    /// child's 3, 4, ... in this order, with `LISTEN_FDS`, `LISTEN_FDNAMES`
+    /// (`listen_names` joined by ':') and `LISTEN_PID` (written by the child
+    /// itself, so it is the pid that execs). The caller keeps them open.
+    pub listen_fds: Vec<RawFd>,
+    pub listen_names: Vec<String>,
 }
 
 /// A namespace a service gets of its own (`namespaces = { "net" }`).
@@ -249,6 +255,8 @@ impl SpawnSpec {
             raw_argv: None,
             isolation: Isolation::default(),
             cgroup_fd: None,
+            listen_fds: Vec::new(),
+            listen_names: Vec::new(),
         }
     }
 }
@@ -467,6 +475,34 @@ fn cbytes(s: &[u8], what: &str, argv0: &str) -> Result<std::ffi::CString, SpawnE
     })
 }
 
+/// The length of "LISTEN_PID=".
+const LISTEN_PID_PREFIX: usize = 11;
+
+/// Writes `pid` in decimal and a NUL at `out` (at most 11 bytes). Only
+/// stack and `out` are written: safe in the vfork-style child.
+///
+/// # Safety
+/// `out` must be valid for writes of 11 bytes.
+unsafe fn write_pid(out: *mut u8, pid: u32) {
+    let mut digits = [0u8; 10];
+    let mut n = 0;
+    let mut v = pid;
+    loop {
+        digits[n] = b'0' + (v % 10) as u8;
+        n += 1;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    for i in 0..n {
+        // SAFETY: i < n <= 10 < 11 bytes (caller's contract).
+        unsafe { *out.add(i) = digits[n - 1 - i] };
+    }
+    // SAFETY: n <= 10.
+    unsafe { *out.add(n) = 0 };
+}
+
 /// Where a child's set-up failed, reported back through shared memory.
 const STAGE_EXEC: i32 = 0;
 const STAGE_STDIO: i32 = 1;
@@ -528,6 +564,19 @@ pub fn spawn(spec: SpawnSpec) -> Result<u32, SpawnError> {
     for (k, v) in &spec.env {
         env.insert(k.clone(), v.clone());
     }
+    let n_listen = spec.listen_fds.len();
+    if n_listen > 0 {
+        env.insert("LISTEN_FDS".into(), n_listen.to_string());
+        env.insert("LISTEN_FDNAMES".into(), spec.listen_names.join(":"));
+    }
+    // LISTEN_PID is the child's own pid, which only the child knows: its
+    // entry is a buffer with room for any pid, filled in just before exec.
+    env.remove("LISTEN_PID");
+    let mut listen_pid: Vec<u8> = Vec::new();
+    if n_listen > 0 {
+        listen_pid.extend_from_slice(b"LISTEN_PID=");
+        listen_pid.resize(LISTEN_PID_PREFIX + 21, 0);
+    }
 
     // C strings and the NULL-terminated pointer arrays execve takes.
     let c_argv = match &spec.raw_argv {
@@ -547,7 +596,7 @@ pub fn spawn(spec: SpawnSpec) -> Result<u32, SpawnError> {
     let mut inherited_path = None;
     if spec.inherit_env {
         for (k, v) in std::env::vars_os() {
-            if k.to_str().is_some_and(|k| env.contains_key(k)) {
+            if k.to_str().is_some_and(|k| env.contains_key(k)) || k == "LISTEN_PID" {
                 continue;
             }
             if k == "PATH" {
@@ -565,6 +614,12 @@ pub fn spawn(spec: SpawnSpec) -> Result<u32, SpawnError> {
     let mut argv_p: Vec<*const nix::libc::c_char> = c_argv.iter().map(|c| c.as_ptr()).collect();
     argv_p.push(std::ptr::null());
     let mut env_p: Vec<*const nix::libc::c_char> = c_env.iter().map(|c| c.as_ptr()).collect();
+    // The child writes its pid into this buffer (shared memory: CLONE_VM)
+    // through this pointer; nothing else touches it until the clone returns.
+    let listen_pid_p: *mut u8 = listen_pid.as_mut_ptr();
+    if n_listen > 0 {
+        env_p.push(listen_pid_p as *const nix::libc::c_char);
+    }
     env_p.push(std::ptr::null());
     // The program: a path as given, else each directory of the child's PATH
     // in turn (execvp's rules: go on after ENOENT, ENOTDIR, EACCES).
@@ -591,8 +646,11 @@ pub fn spawn(spec: SpawnSpec) -> Result<u32, SpawnError> {
         None => None,
     };
 
-    // Standard streams: descriptors the child dup2s onto 0, 1 and 2. A source
-    // that is itself 0-2 is moved above 2 first, so no dup2 can clobber it.
+    // Standard streams: descriptors the child dup2s onto 0, 1 and 2, then
+    // the listening sockets onto 3, 4, ... A source that is itself in that
+    // range (0 to 2 + the number of sockets) is moved above it first, so no
+    // dup2 can clobber a source still to be copied.
+    let lowest = 3 + n_listen as RawFd;
     let stdio_err = |source: std::io::Error| SpawnError::Stdio {
         argv0: argv0.clone(),
         source,
@@ -613,22 +671,36 @@ pub fn spawn(spec: SpawnSpec) -> Result<u32, SpawnError> {
             .map_err(|e| stdio_err(e.into()))?,
             StdioSpec::Fd(fd) => fd,
         };
-        let fd = if fd.as_raw_fd() < 3 {
-            rustix::io::fcntl_dupfd_cloexec(&fd, 3).map_err(|e| stdio_err(e.into()))?
+        let fd = if fd.as_raw_fd() < lowest {
+            rustix::io::fcntl_dupfd_cloexec(&fd, lowest).map_err(|e| stdio_err(e.into()))?
         } else {
             fd
         };
         sources[i] = Some(fd.as_raw_fd());
         keep.push(fd);
     }
+    let mut listen_sources: Vec<RawFd> = Vec::with_capacity(n_listen);
+    for &fd in &spec.listen_fds {
+        if fd < lowest {
+            // SAFETY: the caller keeps `fd` open for the duration of the
+            // call (the field's contract); it is only duplicated here.
+            let b = unsafe { BorrowedFd::borrow_raw(fd) };
+            let moved =
+                rustix::io::fcntl_dupfd_cloexec(b, lowest).map_err(|e| stdio_err(e.into()))?;
+            listen_sources.push(moved.as_raw_fd());
+            keep.push(moved);
+        } else {
+            listen_sources.push(fd);
+        }
+    }
 
     // With close_range the child marks everything >= 3 itself; otherwise the
     // leaky descriptors are listed here, before the clone.
     let use_close_range = have_close_range();
-    let leaky = if use_close_range {
+    let leaky: Vec<RawFd> = if use_close_range {
         Vec::new()
     } else {
-        leaky_fds()
+        leaky_fds().into_iter().filter(|&fd| fd >= lowest).collect()
     };
     let setsid = spec.setsid;
     let ctty = spec.ctty;
@@ -730,6 +802,13 @@ pub fn spawn(spec: SpawnSpec) -> Result<u32, SpawnError> {
                     if nix::libc::dup2(src, target as i32) < 0 {
                         return fail(STAGE_STDIO, nix::errno::Errno::last_raw());
                     }
+                }
+            }
+            // Every source is >= `lowest`, so none is overwritten; dup2
+            // leaves the copies without close-on-exec.
+            for (i, &src) in listen_sources.iter().enumerate() {
+                if nix::libc::dup2(src, 3 + i as i32) < 0 {
+                    return fail(STAGE_STDIO, nix::errno::Errno::last_raw());
                 }
             }
             // Isolation: mounts in the new mount namespace, then the root.
@@ -857,7 +936,7 @@ pub fn spawn(spec: SpawnSpec) -> Result<u32, SpawnError> {
                     return fail(STAGE_LIMIT, e.raw_os_error());
                 }
             }
-            if !use_close_range || !cloexec_from(3) {
+            if !use_close_range || !cloexec_from(lowest as u32) {
                 for &fd in &leaky {
                     let bfd = BorrowedFd::borrow_raw(fd);
                     let _ = rustix::io::fcntl_setfd(bfd, rustix::io::FdFlags::CLOEXEC);
@@ -924,6 +1003,15 @@ pub fn spawn(spec: SpawnSpec) -> Result<u32, SpawnError> {
                 if let Err(e) = rustix::thread::set_no_new_privs(true) {
                     return step(9, e.raw_os_error());
                 }
+            }
+            if n_listen > 0 {
+                // SAFETY: `listen_pid_p` points at LISTEN_PID_PREFIX + 21
+                // bytes owned by the suspended parent; the digits and the
+                // NUL fit in the 21.
+                write_pid(
+                    listen_pid_p.add(LISTEN_PID_PREFIX),
+                    rustix::process::getpid().as_raw_nonzero().get() as u32,
+                );
             }
             let mut err = nix::libc::ENOENT;
             let mut seen_eacces = false;
@@ -1237,6 +1325,34 @@ mod tests {
         spec.argv.push("a\0b".into());
         let e = spawn(spec).unwrap_err();
         assert!(e.to_string().contains("NUL"), "{e}");
+    }
+
+    #[test]
+    fn listen_fds_follow_systemds_protocol() {
+        use std::io::Read as _;
+        // Two pipes whose write ends become fds 3 and 4; their numbers are
+        // low, so the swap must not clobber one with the other.
+        let (r1, w1) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).unwrap();
+        let (r2, w2) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).unwrap();
+        let mut spec = sh(
+            "echo one >&3; echo two >&4; echo \"$LISTEN_FDS|$LISTEN_FDNAMES|$LISTEN_PID|$$\"; [ -e /proc/self/fd/5 ] && echo leak; true",
+        );
+        spec.env.insert("LISTEN_PID".into(), "999".into());
+        spec.listen_fds = vec![w2.as_raw_fd(), w1.as_raw_fd()];
+        spec.listen_names = vec!["b".into(), "a".into()];
+        let (out, st) = output(spec);
+        drop((w1, w2));
+        assert!(st.success(), "{st}");
+        let line = out.lines().next().unwrap().to_string();
+        let f: Vec<&str> = line.split('|').collect();
+        assert_eq!(&f[..2], ["2", "b:a"], "{out}");
+        assert_eq!(f[2], f[3], "LISTEN_PID is the exec'd pid: {out}");
+        assert!(!out.contains("leak"), "{out}");
+        let mut a = String::new();
+        std::fs::File::from(r1).read_to_string(&mut a).unwrap();
+        let mut b = String::new();
+        std::fs::File::from(r2).read_to_string(&mut b).unwrap();
+        assert_eq!((a.as_str(), b.as_str()), ("two\n", "one\n"));
     }
 
     #[test]

@@ -153,6 +153,35 @@ fn print_status(v: &Value) {
                 detail.push(figs.join(" "));
             }
         }
+        if let Some(k) = s["sockets"].as_object() {
+            let list: Vec<String> = k["list"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|x| {
+                    let at = x["listen"].as_str().unwrap_or("?");
+                    match (x["fd"].as_i64(), x["error"].as_str()) {
+                        (Some(fd), _) => format!("{at} fd {fd}"),
+                        (None, Some(e)) => format!("{at} unbound: {e}"),
+                        (None, None) => format!("{at} unbound"),
+                    }
+                })
+                .collect();
+            let mut d = format!("sockets {}", list.join(", "));
+            let watched = k["list"]
+                .as_array()
+                .is_some_and(|l| l.iter().any(|x| x["watched"] == true));
+            if watched && k["accept"] != true {
+                d.push_str(" (starts on the first connection)");
+            }
+            if let Some(n) = k["instances"].as_u64() {
+                d.push_str(&format!(
+                    " ({n}/{} instances, {} served)",
+                    k["max_connections"], k["served"]
+                ));
+            }
+            detail.push(d);
+        }
         if let Some(h) = s["health"].as_object() {
             let mut d = format!("health {}", h["state"].as_str().unwrap_or("?"));
             if let Some(n) = h["failures"].as_u64().filter(|n| *n > 0) {

@@ -41,6 +41,7 @@ mod ready;
 pub mod reexec;
 mod reload;
 mod script;
+pub mod sockets;
 mod tasks;
 pub(crate) mod timers;
 use network::Net;
@@ -179,6 +180,8 @@ pub struct Init {
     readiness: ready::Ready,
     /// Health probes in progress.
     health: health::Probes,
+    /// Socket activation: bound sockets, watches, accept instances.
+    sockets: sockets::Sockets,
     /// The services' cgroups (or why there are none).
     cg: crate::cgroup::Cgroups,
 }
@@ -300,6 +303,7 @@ impl Init {
             evals: HashMap::new(),
             readiness: ready::Ready::default(),
             health: health::Probes::default(),
+            sockets: sockets::Sockets::default(),
             cg,
         };
         if init.opts.script.is_some() {
@@ -422,6 +426,7 @@ impl Init {
             self.start_netlink_events();
             self.mark("network", t);
         }
+        self.sync_sockets();
         self.sup.hold = false;
         self.services_started = now_ms();
     }
@@ -537,6 +542,7 @@ impl Init {
                 d if d & !T_MASK == dhcp::T_DHCP => self.on_dhcp((d & T_MASK) as u32),
                 d if d & !T_MASK == health::T_HEALTH => self.on_health_event(d),
                 d if d & !T_MASK == tasks::T_LUAFD => self.on_lua_fd(d),
+                d if d & !T_MASK == sockets::T_SOCKET => self.on_socket_event(d),
                 _ => {}
             }
         }
@@ -643,6 +649,7 @@ impl Init {
         self.probe_ready();
         self.probe_health();
         self.check_ready();
+        self.watch_sockets();
         self.progress_shutdown();
         if let Some(c) = self.control.as_mut() {
             let done = c.finished(now_ms());
@@ -1107,6 +1114,7 @@ impl Init {
         }
         self.env_names
             .insert(name.to_string(), s.env.keys().cloned().collect());
+        (s.listen_fds, s.listen_names) = self.listen_fds(name)?;
         let cg_dir = self.cgroup_for_spawn(name)?;
         s.cgroup_fd = cg_dir.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
         let pid = spawn::spawn(s).map_err(|e| e.to_string())?;
@@ -1227,7 +1235,7 @@ impl Init {
             self.log(&format!("rescue shell {status}"));
             return;
         }
-        if self.health_reaped(pid, status) {
+        if self.health_reaped(pid, status) || self.socket_instance_reaped(pid, status) {
             return;
         }
         if let Some(name) = self.sup.by_pid(pid).map(str::to_string) {
@@ -1486,6 +1494,7 @@ impl Init {
                     "health": health::status(s, now),
                     "cgroup": self.cgroup_json(&s.spec.name),
                     "timer": self.timers.json(&s.spec.name),
+                    "sockets": self.sockets_json(&s.spec.name),
                 })
             })
             .collect();

@@ -233,14 +233,36 @@ impl Service {
     }
     /// Up for dependents: running (long-running) or finished well (oneshot).
     fn up(&self) -> bool {
+        if self.activated() {
+            return true;
+        }
         match &self.state {
             State::Running { .. } => !self.spec.oneshot && self.ready,
             State::Exited { status } => self.spec.oneshot && status.success(),
             _ => false,
         }
     }
+    /// Socket-activated and reachable: its sockets are bound by the init
+    /// from boot on, so a dependent may start at once and connect (the
+    /// connection waits in the backlog until the service accepts it), as
+    /// with systemd. Not when it failed for good, or ran and ended without
+    /// being activatable again (not lazy, not accept).
+    fn activated(&self) -> bool {
+        let a = &self.spec.activation;
+        !a.sockets.is_empty()
+            && self.spec.enabled
+            && !self.manual_stop
+            && match self.state {
+                State::Failed { .. } => false,
+                State::Exited { .. } => self.spec.on_demand,
+                _ => true,
+            }
+    }
     /// Done starting, whichever way: `after` ordering only waits for this.
     fn settled(&self) -> bool {
+        if self.activated() {
+            return true;
+        }
         match &self.state {
             State::Running { .. } => !self.spec.oneshot && self.ready,
             State::Exited { .. } | State::Failed { .. } => true,
@@ -781,7 +803,9 @@ impl Supervisor {
                 .get_mut(&n)
                 .ok_or_else(|| format!("no such service \"{n}\""))?;
             s.manual_stop = false;
-            s.triggered |= s.spec.on_demand;
+            // An `accept = true` service is never started as a whole: a
+            // start only lets its sockets be watched again.
+            s.triggered |= s.spec.on_demand && !s.spec.activation.accept;
             if first {
                 s.spec.enabled = true;
             }
@@ -1099,6 +1123,7 @@ mod tests {
             cgroup: Default::default(),
             on_demand: false,
             timer: None,
+            activation: Default::default(),
         }
     }
 
@@ -1603,6 +1628,40 @@ mod tests {
     }
 
     #[test]
+    fn a_socket_activated_service_is_up_for_dependents_while_its_sockets_are_bound() {
+        use moonlit_config::sockets::{parse_listen, SocketKind, SocketSpec};
+        let mut web = spec("web");
+        web.activation.sockets = vec![SocketSpec {
+            listen: parse_listen("/run/web.sock").unwrap(),
+            kind: SocketKind::Stream,
+            name: "web".into(),
+            backlog: 10,
+            mode: None,
+            owner: None,
+            group: None,
+        }];
+        web.activation.lazy = true;
+        web.on_demand = true;
+        let mut app = spec("app");
+        app.requires = vec!["web".into()];
+        let mut after = spec("late");
+        after.after = vec!["web".into()];
+        let mut s = sup(vec![web, app, after]);
+        let a = s.step(0);
+        // web is lazy: not started; app and late start at once.
+        assert!(!a.contains(&Action::Spawn("web".into())), "{a:?}");
+        assert!(a.contains(&Action::Spawn("app".into())), "{a:?}");
+        assert!(a.contains(&Action::Spawn("late".into())), "{a:?}");
+        assert!(s.settled() || s.services["app"].state == State::Starting);
+        // Stopped by hand: no longer up.
+        s.services.get_mut("web").unwrap().manual_stop = true;
+        assert!(!s.services["web"].up());
+        s.services.get_mut("web").unwrap().manual_stop = false;
+        s.services.get_mut("web").unwrap().state = State::Failed { reason: "x".into() };
+        assert!(!s.services["web"].up());
+    }
+
+    #[test]
     fn an_on_demand_service_starts_only_when_triggered_and_never_twice() {
         let mut b = spec("b");
         b.on_demand = true;
@@ -1625,5 +1684,21 @@ mod tests {
         assert_eq!(s.trigger("b"), Ok("starting"));
         assert_eq!(spawns(&s.step(40)), vec!["b"]);
         assert!(s.trigger("nosuch").is_err());
+    }
+
+    #[test]
+    fn ctl_start_never_starts_an_accept_service_as_a_whole() {
+        let mut a = spec("inetd");
+        a.on_demand = true;
+        a.activation.accept = true;
+        a.enabled = false;
+        let mut s = sup(vec![a]);
+        assert!(spawns(&s.step(0)).is_empty());
+        assert!(s.start("inetd").is_ok());
+        assert!(s.services["inetd"].spec.enabled);
+        assert!(
+            spawns(&s.step(1)).is_empty(),
+            "instances only, per connection"
+        );
     }
 }

@@ -163,6 +163,15 @@ function moonlit.service_stats(name) end
 ---@return string err
 function moonlit.switch_root(root, init) end
 
+---@class moonlit.Socket
+---@field listen string "IP:PORT" ("0.0.0.0:8080", "[::]:53") or an absolute path (a unix socket)
+---@field type? "stream"|"dgram"|"seqpacket" default "stream"
+---@field name? string its name in LISTEN_FDNAMES (default: the service's name)
+---@field backlog? integer listen(2) backlog (default 4096)
+---@field mode? string unix sockets: the file's mode (default "0666")
+---@field owner? string unix sockets: the file's owner
+---@field group? string unix sockets: the file's group
+
 ---@class moonlit.ServiceSpec
 ---@field exec string[] program and arguments (required)
 ---@field description? string
@@ -198,6 +207,10 @@ function moonlit.switch_root(root, init) end
 ---@field cgroup? {memory_max?: string|integer, memory_high?: string|integer, swap_max?: string|integer, cpu_weight?: integer, cpu_max?: string, pids_max?: integer|"max", io_weight?: integer} cgroup v2 limits, applied live on reload
 ---@field health? {exec?: string[], tcp?: integer, host?: string, path?: string, every?: number, timeout?: number, retries?: integer, action?: "restart"|"mark"} probes after readiness (every 10 s, timeout 2 s, 3 retries, "restart")
 ---@field on_health? fun(name: string, ok: boolean) runs as a task when it becomes healthy or unhealthy
+---@field sockets? moonlit.Socket[] sockets moonlit binds and passes as fds 3, 4, ... (LISTEN_FDS, LISTEN_FDNAMES, LISTEN_PID), kept across restarts, reloads and re-exec
+---@field lazy? boolean with sockets: not started at boot; the first connection starts it
+---@field accept? boolean with stream sockets: one instance per connection, on stdin/stdout (inetd style)
+---@field max_connections? integer with accept: instances at once, at most (default 64)
 
 ---Declares a service (in services/*.lua): `service "web" { exec = {...} }`.
 ---@param name string

@@ -22,16 +22,25 @@ use crate::mode::Mode;
 use crate::supervisor::{Service, Supervisor};
 
 /// The handover format this binary writes, and the newest it reads.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 
 /// The format a handover of this state needs: the lowest that can express it,
 /// so that a re-exec to an older binary works as long as nothing newer is in
 /// use. Format 2 added `ready = { path = ... }` (a variant format-1 readers
 /// cannot parse) and `limits` (a field they would drop). Format 3 added
 /// health checks (and each service's health record) and log rotation and
-/// timestamps (fields a format-2 reader would drop).
+/// timestamps (fields a format-2 reader would drop). Format 4 added socket
+/// activation (the sockets' descriptors; a format-3 reader would close them).
 pub(crate) fn needed_format(sup: &crate::supervisor::Supervisor) -> u32 {
     use moonlit_config::plan::{Readiness, ServiceSpec};
+    let v4 = |s: &ServiceSpec| s.activation != Default::default();
+    if sup
+        .services
+        .values()
+        .any(|s| v4(&s.spec) || s.pending.as_ref().is_some_and(v4))
+    {
+        return 4;
+    }
     let v3 = |s: &ServiceSpec| s.health.is_some() || s.log_rotate.is_some() || s.log_timestamps;
     if sup
         .services
@@ -107,6 +116,12 @@ pub struct Handover {
     /// Timer-started services' schedule (next and last runs).
     #[serde(default)]
     pub timers: BTreeMap<String, crate::init::timers::Entry>,
+    /// Socket activation: every bound socket (the descriptor and its
+    /// declaration) and the `accept = true` instances still running.
+    #[serde(default)]
+    pub sockets: Vec<super::sockets::SocketHandover>,
+    #[serde(default)]
+    pub socket_instances: Vec<(u32, String)>,
 }
 
 pub(crate) struct PendingReexec {
@@ -341,6 +356,7 @@ impl Init {
             .map(|c| c.fd().as_raw_fd());
         keep.extend(control_fd);
         keep.extend(reply_fd);
+        let (sockets, socket_instances) = self.sockets_handover(&mut keep);
         let h = Handover {
             format,
             from_version: env!("CARGO_PKG_VERSION").into(),
@@ -369,6 +385,8 @@ impl Init {
             net_owned: self.net.owned.clone(),
             net_active: self.net.active,
             reexecs: self.reexecs + 1,
+            sockets,
+            socket_instances,
         };
         let doc = match serde_json::to_vec(&h) {
             Ok(d) => d,
@@ -444,6 +462,7 @@ impl Init {
             self.logs.insert(id, log);
             self.log_ids.insert(lh.service, id);
         }
+        self.sockets_adopt(h.sockets, h.socket_instances);
         // Re-read the configuration and reconcile it with what runs.
         let c = self.evaluate(None, true);
         for e in &c.errors {
@@ -627,6 +646,24 @@ mod tests {
         let back: crate::supervisor::Service = serde_json::from_str(&text).expect("round trip");
         assert_eq!(back.spec.log_rotate, sup.services["web"].spec.log_rotate);
         assert_eq!(back.health.status.name(), "starting");
+        let web = sup.services.get_mut("web").expect("web");
+        web.spec.activation.lazy = true;
+        web.spec.activation.sockets = vec![moonlit_config::sockets::SocketSpec {
+            listen: moonlit_config::sockets::parse_listen("/run/web.sock").expect("path"),
+            kind: Default::default(),
+            name: "web".into(),
+            backlog: 16,
+            mode: Some(0o660),
+            owner: None,
+            group: None,
+        }];
+        assert_eq!(needed_format(&sup), 4, "socket activation");
+        let text = serde_json::to_string(&sup.services["web"]).expect("json");
+        let back: crate::supervisor::Service = serde_json::from_str(&text).expect("round trip");
+        assert_eq!(back.spec.activation, sup.services["web"].spec.activation);
+        // A handover without the sockets fields (any older writer) loads.
+        let h = read_handover(memfd_with(OLDEST_V1)).expect("readable");
+        assert!(h.sockets.is_empty() && h.socket_instances.is_empty());
     }
 
     #[test]

@@ -191,6 +191,7 @@ impl Init {
         self.net.spec = c.network.clone();
         let now = now_ms();
         let (actions, outcomes) = self.sup.apply(&c.plan, now);
+        self.sync_sockets();
         self.modules = c.modules;
         self.plan = c.plan;
         self.sync_timers();

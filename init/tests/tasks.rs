@@ -275,3 +275,49 @@ print("main done")
         .expect("moonlit lua");
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn a_tasks_sockets_close_when_it_ends_and_the_task_cap_is_an_error() {
+    let init = format!(
+        r#"{LO_UP}
+local server = assert(io.tcp.listen("127.0.0.1", 7002))
+task(function()
+  local c = assert(server:accept())
+  -- The peer's task ended with an error: its socket was closed, so the
+  -- server reads the end of the stream.
+  print("server read: " .. tostring(c:read("*l", 5)))
+end)
+task(function()
+  local c = assert(io.tcp.connect("127.0.0.1", 7002))
+  sleep(0.1)
+  error("client gives up")
+end)
+task(function()
+  sleep(0.5)
+  local hs, refused = {{}}, nil
+  for i = 1, 10001 do
+    local h, err = task(function() sleep(60) end)
+    if not h then refused = err break end
+    hs[#hs + 1] = h
+  end
+  print("started " .. #hs .. ", then: " .. tostring(refused))
+  for _, h in ipairs(hs) do h:cancel() end
+  sleep(0.1)
+  print("after cancel")
+end)
+"#
+    );
+    let mut sb = Sandbox::start("tasks-own", &[("init.lua", &init)]);
+    sb.wait_line("client gives up", 10);
+    sb.wait_line("server read: nil", 10);
+    let l = sb.wait_line("started ", 60);
+    assert!(
+        l.contains("then: task: too many tasks (the limit is 10000)"),
+        "{l}"
+    );
+    sb.wait_line("after cancel", 20);
+    sb.wait_status("the cancelled tasks are gone", 10, |v| {
+        v["tasks"].as_array().is_some_and(|t| t.len() < 5)
+    });
+    assert_eq!(sb.poweroff(&[]), 0);
+}

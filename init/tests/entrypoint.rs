@@ -847,7 +847,9 @@ fn job_control_signals_stop_child_and_init_and_cont_resumes_both() {
         let ready = dir.join(format!("{p:?}.ready"));
         let pidf = dir.join(format!("{p:?}.pid"));
         let script = format!(
-            "echo $$ > {pf}; touch {r}; while :; do sleep 0.01; done",
+            // The child forks nothing once ready: a shell stopped between
+            // vfork and exec of a loop's `sleep` sits in state D, not T.
+            "echo $$ > {pf}; touch {r}; exec sleep 1000",
             pf = pidf.display(),
             r = ready.display()
         );

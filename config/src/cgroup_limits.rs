@@ -9,7 +9,7 @@
 use mlua::Value;
 use serde::{Deserialize, Serialize};
 
-use crate::health_logs::parse_size;
+use crate::health_logs::{describe, parse_size};
 
 /// A byte count or an integer that may also be "max" (no limit).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -214,15 +214,6 @@ pub fn parse_cgroup(v: Value) -> Result<CgroupLimits, String> {
         }
     }
     Ok(out)
-}
-
-fn describe(v: &Value) -> String {
-    match v {
-        Value::Integer(i) => i.to_string(),
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => format!("\"{}\"", s.to_string_lossy()),
-        other => other.type_name().to_string(),
-    }
 }
 
 fn size_or_max(v: &Value) -> Result<Amount, String> {

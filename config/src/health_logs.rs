@@ -102,7 +102,8 @@ fn size_of_str(s: &str) -> Option<u64> {
     n.checked_mul(mult)
 }
 
-fn describe(v: &Value) -> String {
+/// A value as an error message shows it (numbers and strings as written).
+pub(crate) fn describe(v: &Value) -> String {
     match v {
         Value::Integer(i) => i.to_string(),
         Value::Number(n) => n.to_string(),

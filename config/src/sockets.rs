@@ -9,6 +9,8 @@
 use std::net::SocketAddr;
 
 use mlua::Value;
+
+use crate::health_logs::describe;
 use serde::{Deserialize, Serialize};
 
 /// The kernel's default cap on a listen backlog (`net.core.somaxconn`,
@@ -124,15 +126,6 @@ impl Default for Activation {
 const SOCKET_KEYS: &[&str] = &[
     "listen", "type", "name", "backlog", "mode", "owner", "group",
 ];
-
-fn describe(v: &Value) -> String {
-    match v {
-        Value::Integer(i) => i.to_string(),
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => format!("\"{}\"", s.to_string_lossy()),
-        other => other.type_name().to_string(),
-    }
-}
 
 fn string(key: &str, v: Value) -> Result<String, String> {
     match v {

@@ -1115,7 +1115,7 @@ impl Init {
         self.env_names
             .insert(name.to_string(), s.env.keys().cloned().collect());
         (s.listen_fds, s.listen_names) = self.listen_fds(name)?;
-        let cg_dir = self.cgroup_for_spawn(name)?;
+        let cg_dir = self.cgroup_for_spawn(name, &spec)?;
         s.cgroup_fd = cg_dir.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
         let pid = spawn::spawn(s).map_err(|e| e.to_string())?;
         Ok((pid, cg_dir.is_some()))

@@ -48,10 +48,11 @@ impl Init {
     /// service runs without one (nothing else may break because of
     /// cgroups); limits that cannot be applied (a controller missing) fail
     /// the start with the reason.
-    pub(super) fn cgroup_for_spawn(&mut self, name: &str) -> Result<Option<OwnedFd>, String> {
-        let Some(spec) = self.sup.services.get(name).map(|s| s.spec.clone()) else {
-            return Ok(None);
-        };
+    pub(super) fn cgroup_for_spawn(
+        &mut self,
+        name: &str,
+        spec: &moonlit_config::ServiceSpec,
+    ) -> Result<Option<OwnedFd>, String> {
         if !self.cg.enabled() {
             if !spec.cgroup.is_empty() {
                 self.log(&format!(
@@ -101,16 +102,20 @@ impl Init {
     /// `pid_file` if it names a live process, else the oldest process left
     /// in its cgroup; nothing left ends the service with `status`.
     pub(super) fn follow_daemon(&mut self, name: &str, status: ExitStatus) -> Vec<Action> {
-        let Some(spec) = self.sup.services.get(name).map(|s| s.spec.clone()) else {
+        let Some((pid_file, in_cg)) = self
+            .sup
+            .services
+            .get(name)
+            .map(|s| (s.spec.pid_file.clone(), s.cgroup))
+        else {
             return Vec::new();
         };
-        let in_cg = self.sup.services.get(name).is_some_and(|s| s.cgroup);
         let alive = |p: u32| {
             rustix::process::Pid::from_raw(p as i32)
                 .is_some_and(|p| rustix::process::test_kill_process(p).is_ok())
         };
         let mut found = None;
-        if let Some(f) = &spec.pid_file {
+        if let Some(f) = &pid_file {
             match std::fs::read_to_string(f) {
                 Ok(t) => match t.trim().parse::<u32>() {
                     Ok(p) if p > 1 && alive(p) => found = Some(p),

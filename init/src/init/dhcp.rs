@@ -325,13 +325,7 @@ impl Init {
         if id & ARP_BIT != 0 {
             return self.on_arp(id & !ARP_BIT);
         }
-        let Some(name) = self
-            .dhcp
-            .runs
-            .iter()
-            .find(|(_, r)| r.id == id)
-            .map(|(n, _)| n.clone())
-        else {
+        let Some(name) = self.dhcp_run_named(id) else {
             return;
         };
         let mut buf = vec![0u8; 1500];
@@ -353,15 +347,18 @@ impl Init {
         }
     }
 
-    /// The ARP socket of a probing client is readable.
-    fn on_arp(&mut self, id: u32) {
-        let Some(name) = self
-            .dhcp
+    /// The interface whose DHCP run has this id.
+    fn dhcp_run_named(&self, id: u32) -> Option<String> {
+        self.dhcp
             .runs
             .iter()
             .find(|(_, r)| r.id == id)
             .map(|(n, _)| n.clone())
-        else {
+    }
+
+    /// The ARP socket of a probing client is readable.
+    fn on_arp(&mut self, id: u32) {
+        let Some(name) = self.dhcp_run_named(id) else {
             return;
         };
         let mut buf = [0u8; 128];

@@ -441,11 +441,7 @@ fn bad_cgroup_settings_are_rejected_with_their_location() {
             format!("\nservice \"x\" {{ exec = {{ \"/bin/true\" }}, {body} }}\n"),
         )
         .unwrap();
-        let out = std::process::Command::new(common::BIN)
-            .arg("check")
-            .arg(&cfg)
-            .output()
-            .expect("moonlit check");
+        let out = common::check(&cfg);
         let err = String::from_utf8_lossy(&out.stderr).to_string()
             + &String::from_utf8_lossy(&out.stdout);
         assert!(!out.status.success(), "{body} was accepted: {err}");
@@ -460,11 +456,7 @@ fn bad_cgroup_settings_are_rejected_with_their_location() {
         "service \"x\" { exec = { \"/bin/true\" }, type = \"forking\", pid_file = \"/run/x.pid\", cgroup = { memory_max = \"64M\", cpu_max = \"50%\", pids_max = 64, cpu_weight = 200, io_weight = 50, swap_max = 0, memory_high = \"48M\" } }\n",
     )
     .unwrap();
-    let out = std::process::Command::new(common::BIN)
-        .arg("check")
-        .arg(&cfg)
-        .output()
-        .expect("moonlit check");
+    let out = common::check(&cfg);
     assert!(out.status.success(), "{out:?}");
 }
 

@@ -469,11 +469,7 @@ fn check(name: &str, module: &str) -> (bool, String) {
     let dir = common::scratch(name);
     std::fs::create_dir_all(dir.join("services")).expect("mkdir");
     std::fs::write(dir.join("services/s.lua"), module).expect("write");
-    let out = Command::new(common::BIN)
-        .arg("check")
-        .arg(&dir)
-        .output()
-        .expect("moonlit check");
+    let out = common::check(&dir);
     let _ = std::fs::remove_dir_all(&dir);
     (
         out.status.success(),

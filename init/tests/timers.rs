@@ -178,11 +178,7 @@ fn bad_timers_are_rejected_with_their_location() {
             format!("\nservice \"x\" {{ exec = {{ \"/bin/true\" }}, {body} }}\n"),
         )
         .unwrap();
-        let out = std::process::Command::new(common::BIN)
-            .arg("check")
-            .arg(&cfg)
-            .output()
-            .expect("check");
+        let out = common::check(&cfg);
         let err = String::from_utf8_lossy(&out.stderr).to_string()
             + &String::from_utf8_lossy(&out.stdout);
         assert!(!out.status.success(), "{body} accepted");
@@ -196,10 +192,6 @@ fn bad_timers_are_rejected_with_their_location() {
         "service \"x\" { exec = { \"/bin/true\" }, oneshot = true, timer = { calendar = { \"Mon..Fri 09:00\", \"*-*-01 00:00\" }, on_boot = 60, every = 3600, persistent = true, randomized_delay = 30 } }\n",
     )
     .unwrap();
-    let out = std::process::Command::new(common::BIN)
-        .arg("check")
-        .arg(&cfg)
-        .output()
-        .expect("check");
+    let out = common::check(&cfg);
     assert!(out.status.success(), "{out:?}");
 }

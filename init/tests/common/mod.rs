@@ -379,3 +379,12 @@ impl Drop for Sandbox {
 pub fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
 }
+
+/// `moonlit check DIR`: validates a configuration without booting it.
+pub fn check(dir: &Path) -> Output {
+    Command::new(BIN)
+        .arg("check")
+        .arg(dir)
+        .output()
+        .expect("run moonlit check")
+}

@@ -19,6 +19,9 @@ commands:
                             sleep or spawn); prints what it returns
   reexec [--binary PATH]    replace the running moonlit with PATH (default: the
                             same binary), keeping every service and its pid
+  fault panic               inject a panic into PID 1 (only when started with
+                            moonlit.faults or MOONLIT_FAULTS=1): it recovers
+                            by re-executing
   poweroff|reboot|halt [--code N]
                             shut the system down (N: exit code in a container)";
 
@@ -298,6 +301,10 @@ pub fn main(args: &[String]) -> i32 {
             },
             Some(other) => return usage(&format!("unexpected argument '{other}'")),
             None => {}
+        },
+        "fault" => match rest.get(1) {
+            Some(kind) if rest.len() == 2 => req["kind"] = json!(kind),
+            _ => return usage("fault takes one argument: the kind (panic)"),
         },
         "poweroff" | "reboot" | "halt" => {
             if rest.get(1).map(String::as_str) == Some("--code") {

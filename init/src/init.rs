@@ -8,7 +8,6 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::os::fd::{AsFd, OwnedFd};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Duration;
@@ -38,6 +37,7 @@ mod dhcp;
 mod health;
 mod network;
 mod ready;
+pub(crate) mod recover;
 pub mod reexec;
 mod reload;
 mod script;
@@ -146,7 +146,6 @@ pub struct Init {
     timings: Vec<(String, Ms)>,
     ready: bool,
     generation: u64,
-    panics: VecDeque<Ms>,
     children_left: bool,
     /// The environment variable names each service was last started with
     /// (beside the clean defaults), for `ctl status NAME`.
@@ -281,7 +280,6 @@ impl Init {
             timings: vec![("stage 1".into(), stage1_ms)],
             ready: false,
             generation: 1,
-            panics: VecDeque::new(),
             children_left: true,
             env_names: BTreeMap::new(),
             spawn_code: 127,
@@ -432,32 +430,21 @@ impl Init {
     }
 
     /// Runs the loop forever (or, in an exiting mode, until shutdown ends).
-    pub fn run(mut self) -> ! {
+    /// `panics`: the recent panics an earlier image recovered from.
+    pub fn run(mut self, panics: Vec<u64>) -> ! {
         // Whatever boot (or a re-exec's adoption) left to do happens now, not
         // after the first event: nothing else may come (a console on a
         // regular file never reports "writable").
-        if let Err(p) = catch_unwind(AssertUnwindSafe(|| self.process())) {
-            let _ = p;
-            self.log("internal error (panic) in the first turn; carrying on");
+        self.process();
+        let script = self.opts.script.is_some();
+        if !script {
+            self.arm_recovery(panics);
         }
         loop {
             self.script_exit_if_done();
-            let r = catch_unwind(AssertUnwindSafe(|| self.turn()));
-            if let Err(p) = r {
-                let msg = p
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_else(|| "unknown panic".into());
-                self.log(&format!("internal error (panic: {msg}); carrying on"));
-                let now = now_ms();
-                self.panics.push_back(now);
-                while self.panics.front().is_some_and(|t| now - t > 10_000) {
-                    self.panics.pop_front();
-                }
-                if self.panics.len() > 50 {
-                    self.fatal("too many internal errors");
-                }
+            let quiet = self.turn();
+            if !script {
+                self.checkpoint(quiet);
             }
             if matches!(
                 self.shutdown,
@@ -505,7 +492,9 @@ impl Init {
         d
     }
 
-    fn turn(&mut self) {
+    /// One wait and what follows. Returns whether it was quiet: only log
+    /// output moved (the checkpoint can wait).
+    fn turn(&mut self) -> bool {
         let now = now_ms();
         let timeout = self.next_deadline().map(|d| {
             let ms = d.saturating_sub(now);
@@ -526,6 +515,11 @@ impl Init {
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
+        let quiet = !events.is_empty()
+            && events.iter().all(|e| {
+                let d = e.data.u64();
+                d == T_CONSOLE || d & !T_MASK == T_LOG
+            });
         for ev in events {
             let data = ev.data.u64();
             let flags = ev.flags;
@@ -547,6 +541,7 @@ impl Init {
             }
         }
         self.process();
+        quiet
     }
 
     /// Everything that follows events: due timers, task resumption, the
@@ -1451,6 +1446,10 @@ impl Init {
                     ),
                 }
             }
+            "fault" => match self.fault(req) {
+                Ok(()) => (ok(json!({})), false),
+                Err(e) => (err(e), false),
+            },
             "" => (err("request has no \"cmd\"".into()), false),
             other => (err(format!("unknown command \"{other}\"")), false),
         }

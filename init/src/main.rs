@@ -76,6 +76,9 @@ fn install_panic_hook() {
             .or_else(|| info.payload().downcast_ref::<&str>().map(|s| s.to_string()))
             .unwrap_or_default();
         eprintln!("moonlit: internal error: {msg}{loc}");
+        // PID 1's loop re-executes on its last checkpoint; elsewhere this
+        // returns and the panic ends the process.
+        init::recover::on_panic(&format!("{msg}{loc}"));
     }));
 }
 
@@ -175,11 +178,13 @@ fn start_init(opts: Options, mask: &SigSet, t0: u64, stage1_ms: u64) -> ! {
     } else {
         init.boot();
     }
-    init.run()
+    init.run(Vec::new())
 }
 
-/// The new image of a re-exec: take over from the old one.
-fn handover_boot(fd: &str, mask: &SigSet) -> ! {
+/// The new image of a re-exec: take over from the old one. `rest`: what
+/// follows the descriptor (`--after-panic WHAT --panics T1,T2` when a panic
+/// re-executed).
+fn handover_boot(fd: &str, rest: &[String], mask: &SigSet) -> ! {
     let h = fd
         .parse::<std::os::fd::RawFd>()
         .map_err(|_| format!("bad --handover descriptor '{fd}'"))
@@ -202,7 +207,11 @@ fn handover_boot(fd: &str, mask: &SigSet) -> ! {
     let t0 = h.t0;
     let mut init = new_init(opts, mask, 0, t0);
     init.adopt(h);
-    init.run()
+    let panics = init::recover::parse_history(arg_value(rest, "--panics").as_deref());
+    if let Some(what) = arg_value(rest, "--after-panic") {
+        init.recovered(&what, &panics);
+    }
+    init.run(panics)
 }
 
 /// PID 1 with a configuration: a machine's (stage 1 first) or a
@@ -594,7 +603,11 @@ fn main() {
     }
     // Only as the first argument: an entrypoint's CMD may carry any word.
     if sub == Some("--handover") {
-        handover_boot(args.get(2).map_or("", String::as_str), &mask);
+        handover_boot(
+            args.get(2).map_or("", String::as_str),
+            args.get(3..).unwrap_or_default(),
+            &mask,
+        );
     }
     let is_pid1 = rustix::process::getpid().is_init();
     let rest = args_os.get(1..).unwrap_or_default();

@@ -333,6 +333,46 @@ impl Init {
         for id in ids {
             self.on_log(id);
         }
+        let (h, mut keep) = self.handover(format, Some(client), true);
+        let doc = match serde_json::to_vec(&h) {
+            Ok(d) => d,
+            Err(e) => return format!("serialising the state: {e}"),
+        };
+        let memfd =
+            match rustix::fs::memfd_create("moonlit-handover", rustix::fs::MemfdFlags::empty()) {
+                Ok(fd) => fd,
+                Err(e) => return format!("memfd_create: {e}"),
+            };
+        let mut f = std::fs::File::from(memfd);
+        if let Err(e) = f.write_all(&doc) {
+            return format!("writing the state: {e}");
+        }
+        let memfd = OwnedFd::from(f);
+        keep.push(memfd.as_raw_fd());
+        // Exactly these survive the exec; everything else is close-on-exec.
+        let previous = crate::sys::set_cloexec_except(&keep);
+        self.log(&format!(
+            "re-executing {binary} (state format {format}, {} bytes, {} services)",
+            doc.len(),
+            self.sup.services.len()
+        ));
+        self.console.borrow_mut().drain(500);
+        let fdarg = memfd.as_raw_fd().to_string();
+        let err = crate::sys::execv(binary, &[binary, "--handover", &fdarg]);
+        crate::sys::restore_cloexec(&previous);
+        drop(memfd);
+        format!("exec {binary}: {err}")
+    }
+
+    /// The state to hand over and the descriptors it names (to keep across
+    /// the exec): for a re-exec (`reply` is the asking client, log lines
+    /// included) and for the panic checkpoint (no client, no lines).
+    pub(crate) fn handover(
+        &self,
+        format: u32,
+        reply: Option<u64>,
+        lines: bool,
+    ) -> (Handover, Vec<RawFd>) {
         let mut keep: Vec<RawFd> = Vec::new();
         let mut logs = Vec::new();
         for (name, id) in &self.log_ids {
@@ -344,7 +384,7 @@ impl Init {
                 service: name.clone(),
                 read_fd: r.as_raw_fd(),
                 write_fd: w.as_raw_fd(),
-                lines: l.ring.all(),
+                lines: if lines { l.ring.all() } else { Vec::new() },
                 total: l.ring.total,
             });
         }
@@ -352,7 +392,7 @@ impl Init {
         let reply_fd = self
             .control
             .as_ref()
-            .and_then(|c| c.clients.get(&client))
+            .and_then(|c| c.clients.get(&reply?))
             .map(|c| c.fd().as_raw_fd());
         keep.extend(control_fd);
         keep.extend(reply_fd);
@@ -388,34 +428,7 @@ impl Init {
             sockets,
             socket_instances,
         };
-        let doc = match serde_json::to_vec(&h) {
-            Ok(d) => d,
-            Err(e) => return format!("serialising the state: {e}"),
-        };
-        let memfd =
-            match rustix::fs::memfd_create("moonlit-handover", rustix::fs::MemfdFlags::empty()) {
-                Ok(fd) => fd,
-                Err(e) => return format!("memfd_create: {e}"),
-            };
-        let mut f = std::fs::File::from(memfd);
-        if let Err(e) = f.write_all(&doc) {
-            return format!("writing the state: {e}");
-        }
-        let memfd = OwnedFd::from(f);
-        keep.push(memfd.as_raw_fd());
-        // Exactly these survive the exec; everything else is close-on-exec.
-        let previous = crate::sys::set_cloexec_except(&keep);
-        self.log(&format!(
-            "re-executing {binary} (state format {format}, {} bytes, {} services)",
-            doc.len(),
-            self.sup.services.len()
-        ));
-        self.console.borrow_mut().drain(500);
-        let fdarg = memfd.as_raw_fd().to_string();
-        let err = crate::sys::execv(binary, &[binary, "--handover", &fdarg]);
-        crate::sys::restore_cloexec(&previous);
-        drop(memfd);
-        format!("exec {binary}: {err}")
+        (h, keep)
     }
 
     /// In the new image: takes over what the old one handed over.

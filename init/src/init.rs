@@ -442,9 +442,9 @@ impl Init {
         }
         loop {
             self.script_exit_if_done();
-            let quiet = self.turn();
+            self.turn();
             if !script {
-                self.checkpoint(quiet);
+                self.checkpoint();
             }
             if matches!(
                 self.shutdown,
@@ -473,6 +473,7 @@ impl Init {
             self.readiness.next_probe,
             self.sup.health_next(),
             self.health.next_deadline(),
+            recover::due(),
             match self.shutdown.as_ref().map(|s| s.phase) {
                 Some(Phase::Term { until }) | Some(Phase::Kill { until }) => Some(until),
                 _ => None,
@@ -492,9 +493,7 @@ impl Init {
         d
     }
 
-    /// One wait and what follows. Returns whether it was quiet: only log
-    /// output moved (the checkpoint can wait).
-    fn turn(&mut self) -> bool {
+    fn turn(&mut self) {
         let now = now_ms();
         let timeout = self.next_deadline().map(|d| {
             let ms = d.saturating_sub(now);
@@ -515,11 +514,6 @@ impl Init {
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
-        let quiet = !events.is_empty()
-            && events.iter().all(|e| {
-                let d = e.data.u64();
-                d == T_CONSOLE || d & !T_MASK == T_LOG
-            });
         for ev in events {
             let data = ev.data.u64();
             let flags = ev.flags;
@@ -541,7 +535,6 @@ impl Init {
             }
         }
         self.process();
-        quiet
     }
 
     /// Everything that follows events: due timers, task resumption, the
@@ -980,6 +973,7 @@ impl Init {
     }
 
     fn perform(&mut self, actions: Vec<Action>) {
+        recover::changed();
         let mut queue: VecDeque<Action> = actions.into();
         while let Some(a) = queue.pop_front() {
             match a {

@@ -135,3 +135,48 @@ fn without_the_fault_switch_the_request_is_refused() {
     assert!(!sb.console().contains("recovered from an internal error"));
     assert_eq!(sb.poweroff(&[]), 0);
 }
+
+/// A change that does not make the supervisor act (`moonlit.setenv` from
+/// `ctl eval`) reaches the checkpoint within a second; the control case
+/// shows that a panic right after it loses it (so the test can fail).
+#[test]
+fn a_change_outside_the_supervisor_reaches_the_checkpoint_within_a_second() {
+    let mut sb = faulty("panic-lazy");
+    sb.ready();
+    let eval = |sb: &Sandbox, code: &str| {
+        let out = sb.ctl(&["eval", code]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    // Back to back: the checkpoint taken for the first request is under a
+    // second old when the panic comes.
+    eval(&sb, "return 1");
+    eval(&sb, r#"moonlit.setenv("EARLY", "1")"#);
+    assert!(!sb.ctl(&["fault", "panic"]).status.success());
+    wait_count(
+        &sb,
+        "recovered from an internal error by re-executing",
+        1,
+        20,
+    );
+    assert_eq!(
+        eval(&sb, r#"return tostring(moonlit.getenv("EARLY"))"#),
+        "nil"
+    );
+
+    eval(&sb, r#"moonlit.setenv("LATE", "1")"#);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(!sb.ctl(&["fault", "panic"]).status.success());
+    wait_count(
+        &sb,
+        "recovered from an internal error by re-executing",
+        2,
+        20,
+    );
+    assert_eq!(eval(&sb, r#"return tostring(moonlit.getenv("LATE"))"#), "1");
+    assert_eq!(sb.poweroff(&[]), 0);
+}

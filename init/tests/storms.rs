@@ -251,7 +251,7 @@ fn sigstop_sigcont_during_reloads_and_stops() {
             ("services/victim.lua", victim),
             (
                 "services/flip.lua",
-                &r#"service "flip" { exec = { "/bin/sleep", "100000" }, stop_timeout = 1, console = false }"#,
+                r#"service "flip" { exec = { "/bin/sleep", "100000" }, stop_timeout = 1, console = false }"#,
             ),
             (
                 "services/other.lua",

@@ -47,6 +47,14 @@ fn expected_delay(initial: f64, max: f64, n: u32) -> f64 {
     }
 }
 
+/// The sandbox's clock as the services read it (/proc/uptime, s).
+fn uptime() -> f64 {
+    std::fs::read_to_string("/proc/uptime")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .expect("/proc/uptime")
+}
+
 /// Start times (uptime, s) a service wrote, one a line.
 fn starts(sb: &Sandbox, file: &str) -> Vec<f64> {
     std::fs::read_to_string(sb.path(file))
@@ -81,6 +89,22 @@ fn kill9_storm_every_service_comes_back_within_backoff_and_burst() {
 "#
         .into(),
     ));
+    // Killed each round before reset_after (60 s) passes: every kill is one
+    // more consecutive failure, so its restarts wait 0, 0.05, 0.1, 0.2, 0.2 ...
+    files.push((
+        "services/quick.lua".into(),
+        format!(
+            r#"service "quick" {{
+  exec = {{ "/bin/sh", "-c", "read up idle < /proc/uptime; echo $up >> @DIR@/quick.starts; exec sleep 100000" }},
+  restart = "always",
+  backoff = {{ initial = 0.05, max = 0.2, reset_after = 60 }},
+  burst = {{ count = {}, interval = 3600 }},
+  console = false,
+}}
+"#,
+            rounds + 1
+        ),
+    ));
     // Crash-loops on its own: restarted with growing delays, then held back.
     files.push((
         "services/crashy.lua".into(),
@@ -100,12 +124,14 @@ fn kill9_storm_every_service_comes_back_within_backoff_and_burst() {
         .collect();
     let sb = Sandbox::start("storm-kill9", &refs);
     sb.ready();
-    let names: Vec<String> = (0..SLEEPERS).map(|i| format!("s{i}")).collect();
+    let mut names: Vec<String> = (0..SLEEPERS).map(|i| format!("s{i}")).collect();
+    names.push("quick".into());
     let mut seen: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
     let mut current = sb.wait_status("all sleepers running", 20, |s| {
         names.iter().all(|n| running_pid(s, n).is_some()) && running_pid(s, "tight").is_some()
     });
     let mut max_zombies_after = 0usize;
+    let mut kill_times = Vec::new();
     let t0 = Instant::now();
     for round in 1..=rounds {
         // Past reset_after, so each restart is the immediate first one.
@@ -126,6 +152,7 @@ fn kill9_storm_every_service_comes_back_within_backoff_and_burst() {
         // Every service at once: resolve all host pids first, then KILL.
         let map = host_map(&sb);
         let hosts: Vec<u32> = victims.iter().map(|p| map[p]).collect();
+        kill_times.push(uptime());
         for h in hosts {
             kill_host(h, Signal::KILL);
         }
@@ -156,6 +183,45 @@ fn kill9_storm_every_service_comes_back_within_backoff_and_burst() {
             "{n} moved"
         );
         assert_eq!(current_service(&after, n)["restarts"], rounds as u64);
+    }
+    // The announced delays: 0 for the sleepers (each run outlived
+    // reset_after), growing for `quick`; and quick really waited them.
+    let console = sb.console();
+    for n in &names {
+        let delays: Vec<f64> = console
+            .lines()
+            .filter_map(|l| {
+                l.split(&format!("moonlit: {n}: killed by signal KILL, restart #"))
+                    .nth(1)
+            })
+            .map(|t| {
+                t.rsplit(" in ")
+                    .next()
+                    .and_then(|d| d.trim_end_matches(" s").parse().ok())
+                    .expect("delay")
+            })
+            .collect();
+        let want: Vec<f64> = (1..=rounds as u32)
+            .map(|k| {
+                if n == "quick" {
+                    expected_delay(0.05, 0.2, k)
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        assert_eq!(delays, want, "{n}'s restart delays");
+    }
+    let qs = starts(&sb, "quick.starts");
+    assert_eq!(qs.len(), rounds + 1, "{qs:?}");
+    for (k, kill) in kill_times.iter().enumerate() {
+        let want = expected_delay(0.05, 0.2, k as u32 + 1);
+        assert!(
+            qs[k + 1] + 0.011 >= kill + want,
+            "quick restart #{} at {} after the kill at {kill}: backoff says {want} s",
+            k + 1,
+            qs[k + 1]
+        );
     }
     // Burst: 5 restarts allowed in its window, the 6th kill left it failed.
     let tight = current_service(&after, "tight");
@@ -192,11 +258,22 @@ fn kill9_storm_every_service_comes_back_within_backoff_and_burst() {
     wait_no_zombies(&sb, 10);
     // Exactly the surviving services' processes are left.
     let sleeps = sb.ns_processes().iter().filter(|p| p.2 == "sleep").count();
-    assert_eq!(sleeps, SLEEPERS, "{:?}", sb.ns_processes());
-    eprintln!(
-        "storm figures: kill9 rounds={rounds} services={} storm={storm_s:.1}s restarts/service={rounds} (allowed {}) zombies_after_rounds_max={max_zombies_after} tight: starts={} restarts={} state={} crashy: starts={} gaps={:?}",
+    assert_eq!(
+        sleeps,
         SLEEPERS + 1,
+        "s0..s9 and quick: {:?}",
+        sb.ns_processes()
+    );
+    eprintln!(
+        "storm figures: kill9 rounds={rounds} services={} storm={storm_s:.1}s restarts/service={rounds} (allowed {}) zombies_after_rounds_max={max_zombies_after} quick: starts={} gaps_after_kill={:?} tight: starts={} restarts={} state={} crashy: starts={} gaps={:?}",
+        SLEEPERS + 3,
         rounds + 1,
+        qs.len(),
+        kill_times
+            .iter()
+            .zip(&qs[1..])
+            .map(|(k, s)| ((s - k) * 100.0).round() / 100.0)
+            .collect::<Vec<_>>(),
         tight_starts.len(),
         tight["restarts"],
         tight["state"],

@@ -281,6 +281,12 @@ impl Control {
         let Some(c) = self.clients.get_mut(&id) else {
             return;
         };
+        // Nothing more for a client being closed: in particular a follower
+        // dropped for its backlog must not get the rest of the batch that
+        // overflowed it (its stream would go on after a silent gap).
+        if c.closing {
+            return;
+        }
         let mut line = v.to_string();
         line.push('\n');
         if c.out.len() + line.len() > MAX_OUT {

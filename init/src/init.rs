@@ -1015,20 +1015,40 @@ impl Init {
                     let Some(s) = Signal::from_named_raw(sig) else {
                         continue;
                     };
-                    // In its own cgroup: every process of it hears the
-                    // signal (KILL: the whole cgroup at once).
-                    let in_cg = self.sup.services.get(&service).is_some_and(|x| x.cgroup);
-                    if in_cg && self.cg.signal(&service, s) {
-                        continue;
-                    }
-                    // The service leads its own session and process group:
-                    // signal the group so its children hear it too.
-                    if rustix::process::kill_process_group(p, s).is_err() {
-                        if let Err(e) = rustix::process::kill_process(p, s) {
-                            self.log(&format!("{service}: kill {} {pid}: {e}", signal_name(sig)));
-                        }
+                    self.signal_service(&service, p, s);
+                    // A stop signal is followed by CONT (as systemd's
+                    // SendSIGCONT): a stopped (SIGSTOP, job control) process
+                    // keeps a pending TERM without acting on it, so without
+                    // CONT it would sit out its whole stop_timeout and be
+                    // KILLed instead of ending gracefully.
+                    let stopping = self
+                        .sup
+                        .services
+                        .get(&service)
+                        .is_some_and(|x| matches!(x.state, State::Stopping { .. }));
+                    if stopping && s != Signal::KILL && s != Signal::CONT {
+                        self.signal_service(&service, p, Signal::CONT);
                     }
                 }
+            }
+        }
+    }
+
+    /// Delivers `s` to a service: every process of its cgroup if it has
+    /// one (KILL: the whole cgroup at once), else its process group (it
+    /// leads its own session), else the process alone.
+    fn signal_service(&mut self, service: &str, p: Pid, s: Signal) {
+        let in_cg = self.sup.services.get(service).is_some_and(|x| x.cgroup);
+        if in_cg && self.cg.signal(service, s) {
+            return;
+        }
+        if rustix::process::kill_process_group(p, s).is_err() {
+            if let Err(e) = rustix::process::kill_process(p, s) {
+                self.log(&format!(
+                    "{service}: kill {} {}: {e}",
+                    signal_name(s.as_raw()),
+                    p.as_raw_nonzero()
+                ));
             }
         }
     }

@@ -144,6 +144,8 @@ pub struct Init {
     shutdown: Option<Shutdown>,
     t0: Ms,
     timings: Vec<(String, Ms)>,
+    /// When each boot step ran and each service started (`moonlit analyze`).
+    boot: crate::analyze::record::BootRecord,
     ready: bool,
     generation: u64,
     panics: VecDeque<Ms>,
@@ -279,6 +281,7 @@ impl Init {
             shutdown: None,
             t0,
             timings: vec![("stage 1".into(), stage1_ms)],
+            boot: crate::analyze::record::BootRecord::new(t0, stage1_ms),
             ready: false,
             generation: 1,
             panics: VecDeque::new(),
@@ -332,8 +335,7 @@ impl Init {
             }
             Err(e) => init.log(&format!("{e} (running without a control socket)")),
         }
-        init.timings
-            .push(("lua runtime".into(), now_ms().saturating_sub(t0)));
+        init.mark("lua runtime", t0 + stage1_ms);
         Ok(init)
     }
 
@@ -342,8 +344,10 @@ impl Init {
     }
 
     fn mark(&mut self, step: &str, since: Ms) {
-        let ms = now_ms().saturating_sub(since);
-        self.timings.push((step.to_string(), ms));
+        let now = now_ms();
+        self.timings
+            .push((step.to_string(), now.saturating_sub(since)));
+        self.boot.step(step, since, now);
     }
 
     /// Evaluates the configuration and starts the boot script.
@@ -556,6 +560,7 @@ impl Init {
         self.probe_ready();
         self.dhcp_timers();
         self.probe_health();
+        self.boot.observe(&self.sup, now_ms());
         for _ in 0..100 {
             let now = now_ms();
             let mut progressed = false;
@@ -661,6 +666,7 @@ impl Init {
     }
 
     fn check_ready(&mut self) {
+        self.boot.observe(&self.sup, now_ms());
         if self.ready
             || !self.boot_script_done
             || !self.sup.settled()
@@ -696,6 +702,7 @@ impl Init {
             self.config_errors.len()
         ));
         self.log("READY");
+        self.boot.finish(now_ms());
     }
 
     fn handle_step(&mut self, id: TaskId, step: Step) {
@@ -1521,6 +1528,7 @@ impl Init {
             "modules": self.modules.iter().map(|(n, m)| json!({"name": n, "hash": format!("{:016x}", m.hash)})).collect::<Vec<_>>(),
             "lua_memory": self.rt.used_memory(),
             "console_dropped": self.console.borrow().dropped,
+            "boot": self.boot,
         })
     }
 

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::{now_ms, Init, Options, T_LOG};
+use crate::analyze::record::BootRecord;
 use crate::control::PROTOCOL_VERSION;
 use crate::logs::ServiceLog;
 use crate::mode::Mode;
@@ -122,6 +123,9 @@ pub struct Handover {
     pub sockets: Vec<super::sockets::SocketHandover>,
     #[serde(default)]
     pub socket_instances: Vec<(u32, String)>,
+    /// The first boot's record for `moonlit analyze`.
+    #[serde(default)]
+    pub boot: Option<crate::analyze::record::BootRecord>,
 }
 
 pub(crate) struct PendingReexec {
@@ -387,6 +391,7 @@ impl Init {
             reexecs: self.reexecs + 1,
             sockets,
             socket_instances,
+            boot: Some(self.boot.clone()),
         };
         let doc = match serde_json::to_vec(&h) {
             Ok(d) => d,
@@ -425,6 +430,10 @@ impl Init {
         self.transactions = h.transactions;
         self.orphans = h.orphans;
         self.t0 = h.t0;
+        self.boot = h
+            .boot
+            .clone()
+            .map_or_else(BootRecord::lost, BootRecord::adopted);
         self.reexecs = h.reexecs;
         self.rt.set_service_env(h.service_env.clone());
         for (m, j, v) in &h.states {

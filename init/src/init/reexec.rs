@@ -696,6 +696,12 @@ mod tests {
         assert_eq!(web.spec.ready_timeout, std::time::Duration::from_secs(30));
         assert_eq!(h.reexecs, 0);
         assert!(!h.net_active && h.net_owned.is_empty());
+        // It kept no boot record: `moonlit analyze` says it was lost.
+        let boot = h
+            .boot
+            .clone()
+            .map_or_else(BootRecord::lost, BootRecord::adopted);
+        assert!(boot.lost && boot.frozen);
         // Module state and logs come across.
         assert_eq!(h.states.len(), 1);
         assert_eq!(h.states[0].1["hits"], 3);

@@ -678,7 +678,8 @@ impl Init {
         self.ready = true;
         let since = self.services_started;
         self.mark("services", since);
-        let total = now_ms().saturating_sub(self.t0);
+        let now = now_ms();
+        let total = now.saturating_sub(self.t0);
         let steps: Vec<String> = self
             .timings
             .iter()
@@ -702,7 +703,7 @@ impl Init {
             self.config_errors.len()
         ));
         self.log("READY");
-        self.boot.finish(now_ms());
+        self.boot.finish(now);
     }
 
     fn handle_step(&mut self, id: TaskId, step: Step) {
@@ -997,6 +998,8 @@ impl Init {
             match a {
                 Action::Log(m) => self.log(&m),
                 Action::Spawn(name) => {
+                    // Its run starts here, not after on_start's first slice.
+                    let started = now_ms();
                     let res = self.spawn_service(&name);
                     let placed = res.as_ref().is_ok_and(|(_, c)| *c);
                     self.sup.in_cgroup(&name, placed);
@@ -1008,7 +1011,7 @@ impl Init {
                         self.callback(&name, "on_start", mlua::Value::Integer(i64::from(pid)));
                     }
                     let res = res.map_err(|e| (e, std::mem::replace(&mut self.spawn_code, 127)));
-                    queue.extend(self.sup.spawned(&name, res, now_ms()));
+                    queue.extend(self.sup.spawned(&name, res, started));
                 }
                 Action::Ended {
                     service,

@@ -43,13 +43,15 @@ fn tick_step(span: Ms) -> Ms {
     }
 }
 
-fn time_label(ms: Ms, step: Ms) -> String {
-    if step >= 1000 && ms % 1000 == 0 {
-        format!("{} s", ms / 1000)
-    } else if ms >= 1000 {
-        format!("{:.1} s", ms as f64 / 1000.0)
-    } else {
+/// A tick's label: in ms up to a 2 s axis, else in seconds (with a decimal
+/// when the ticks are less than a second apart).
+fn time_label(ms: Ms, step: Ms, end: Ms) -> String {
+    if end < 2000 {
         format!("{ms} ms")
+    } else if step >= 1000 {
+        format!("{} s", ms / 1000)
+    } else {
+        format!("{:.1} s", ms as f64 / 1000.0)
     }
 }
 
@@ -96,7 +98,7 @@ pub fn render(an: &Analysis) -> String {
             r##"<line class="tick" x1="{gx}" y1="{axis_y}" x2="{gx}" y2="{}" stroke="#333333" stroke-width="1"/><text class="tick-label" x="{gx}" y="{}" text-anchor="middle">{}</text>"##,
             axis_y + 6,
             axis_y + 20,
-            time_label(t, step)
+            time_label(t, step, end)
         );
         t += step;
     }
@@ -180,11 +182,17 @@ pub fn render(an: &Analysis) -> String {
     }
     if let Some(r) = an.record.ready_ms {
         let rx = x(r);
+        // Near the right edge the label goes left of the line.
+        let (lx, anchor) = if rx + 110 > width {
+            (rx - 4, "end")
+        } else {
+            (rx + 4, "start")
+        };
         let _ = writeln!(
             s,
-            r##"<line class="ready" x1="{rx}" y1="{}" x2="{rx}" y2="{axis_y}" stroke="{READY}" stroke-width="2"/><text class="ready-label" x="{}" y="{}" fill="{READY}" font-weight="bold">READY {r} ms</text>"##,
+            r##"<line class="ready" x1="{rx}" y1="{}" x2="{rx}" y2="{axis_y}" stroke="{READY}" stroke-width="2"/><text class="ready-label" x="{}" y="{}" text-anchor="{anchor}" fill="{READY}" font-weight="bold">READY {r} ms</text>"##,
             TOP - 6,
-            rx + 4,
+            lx,
             TOP - 8
         );
     }
@@ -203,6 +211,14 @@ mod tests {
         assert_eq!(tick_step(812), 100);
         assert_eq!(tick_step(1500), 200);
         assert_eq!(tick_step(45_000), 5000);
+    }
+
+    #[test]
+    fn tick_labels_keep_one_unit() {
+        assert_eq!(time_label(900, 100, 1000), "900 ms");
+        assert_eq!(time_label(1000, 100, 1000), "1000 ms");
+        assert_eq!(time_label(2500, 500, 3000), "2.5 s");
+        assert_eq!(time_label(4000, 1000, 5000), "4 s");
     }
 
     #[test]

@@ -85,7 +85,7 @@ fn process_start_ms() -> Option<Ms> {
     // last ')'. starttime is field 22, the 20th after the name.
     let rest = stat.get(stat.rfind(')')? + 1..)?;
     let ticks: u64 = rest.split_whitespace().nth(19)?.parse().ok()?;
-    let hz = u64::from(rustix::param::clock_ticks_per_second());
+    let hz = rustix::param::clock_ticks_per_second();
     (hz > 0).then(|| ticks * 1000 / hz)
 }
 

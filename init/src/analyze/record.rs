@@ -10,6 +10,8 @@
 //! it. Everything computed from it (blame, critical chain, the chart) is the
 //! client's (`analyze.rs`).
 
+use std::collections::HashMap;
+
 use moonlit_config::plan::Readiness;
 use serde::{Deserialize, Serialize};
 
@@ -66,6 +68,9 @@ pub struct BootRecord {
     /// kept none).
     #[serde(default)]
     pub lost: bool,
+    /// Name -> position in `services`, while the boot goes on.
+    #[serde(skip)]
+    index: HashMap<String, usize>,
 }
 
 /// CLOCK_BOOTTIME minus CLOCK_MONOTONIC, in ms (time spent suspended).
@@ -167,8 +172,8 @@ impl BootRecord {
                 State::Running { pid, since } if pid != 0 => Some(since),
                 _ => None,
             };
-            let i = match self.services.iter().position(|(n, _)| n == name) {
-                Some(i) => i,
+            let i = match self.index.get(name) {
+                Some(i) => *i,
                 None => {
                     let Some(since) = since else { continue };
                     self.services.push((
@@ -181,6 +186,7 @@ impl BootRecord {
                             kind: kind(&s.spec).into(),
                         },
                     ));
+                    self.index.insert(name.clone(), self.services.len() - 1);
                     self.services.len() - 1
                 }
             };
@@ -205,6 +211,7 @@ impl BootRecord {
         }
         self.ready_ms = Some(self.rel(now));
         self.frozen = true;
+        self.index = HashMap::new();
     }
 }
 

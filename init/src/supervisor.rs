@@ -1069,12 +1069,12 @@ impl Supervisor {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use moonlit_config::plan::{Backoff, Burst, OnChange};
     use std::time::Duration;
 
-    fn spec(name: &str) -> ServiceSpec {
+    pub(crate) fn spec(name: &str) -> ServiceSpec {
         ServiceSpec {
             name: name.into(),
             location: format!("services/{name}.lua:1"),
@@ -1126,7 +1126,7 @@ mod tests {
         }
     }
 
-    fn sup(specs: Vec<ServiceSpec>) -> Supervisor {
+    pub(crate) fn sup(specs: Vec<ServiceSpec>) -> Supervisor {
         let mut plan = Plan::default();
         for s in specs {
             plan.services.insert(s.name.clone(), s);

@@ -227,6 +227,57 @@ mod tests {
     }
 
     #[test]
+    fn observe_takes_first_spawn_and_first_readiness_per_kind() {
+        use crate::supervisor::tests::{spec, sup};
+        use moonlit_config::spawn::ExitStatus;
+        let mut base = spec("base");
+        base.readiness = Readiness::Notify;
+        let mut w = spec("w");
+        w.after = vec!["base".into()];
+        let mut o = spec("o");
+        o.oneshot = true;
+        let mut s = sup(vec![base, w, o]);
+        let mut r = BootRecord {
+            t0: 1000,
+            ..Default::default()
+        };
+        s.step(1004);
+        s.spawned("base", Ok(10), 1005);
+        s.spawned("o", Ok(11), 1005);
+        r.observe(&s, 1006);
+        let t = |r: &BootRecord, n: &str| {
+            r.services
+                .iter()
+                .find(|(name, _)| name == n)
+                .map(|(_, t)| (t.spawn_ms, t.ready_ms, t.kind.clone()))
+        };
+        assert_eq!(t(&r, "base"), Some((Some(5), None, "notify".into())));
+        assert_eq!(t(&r, "o"), Some((Some(5), None, "oneshot".into())));
+        assert_eq!(t(&r, "w"), None, "not spawned yet");
+        // The oneshot is up at its exit 0, base at READY=1.
+        s.exited(11, ExitStatus::Exited(0), 1050);
+        r.observe(&s, 1051);
+        assert!(s.mark_ready("base").is_some());
+        r.observe(&s, 1300);
+        assert_eq!(t(&r, "o").and_then(|t| t.1), Some(51));
+        assert_eq!(t(&r, "base").and_then(|t| t.1), Some(300));
+        // A plain service is ready at its spawn, not at the turn's end.
+        s.step(1301);
+        s.spawned("w", Ok(12), 1301);
+        r.observe(&s, 1320);
+        assert_eq!(t(&r, "w"), Some((Some(301), Some(301), "started".into())));
+        assert_eq!(r.services[2].1.after, vec!["base".to_string()]);
+        // Frozen at READY: a restart later changes nothing.
+        r.finish(1400);
+        s.exited(12, ExitStatus::Exited(1), 1500);
+        s.step(1500);
+        s.spawned("w", Ok(13), 1501);
+        r.observe(&s, 1502);
+        assert_eq!(t(&r, "w"), Some((Some(301), Some(301), "started".into())));
+        assert_eq!(r.ready_ms, Some(400));
+    }
+
+    #[test]
     fn frozen_record_ignores_steps() {
         let mut r = BootRecord {
             t0: 1000,

@@ -16,7 +16,9 @@ pub const SERVICE: &str = "#e8a33d";
 pub const CHAIN: &str = "#c2452d";
 pub const READY: &str = "#2e8b3a";
 
-const LABEL_W: u32 = 190;
+/// The label column's least width; longer names widen it (about 7 px a
+/// character at 12 px sans-serif).
+const LABEL_MIN: u32 = 120;
 const CHART_W: u32 = 820;
 const RIGHT_W: u32 = 90;
 const ROW: u32 = 24;
@@ -59,11 +61,20 @@ pub fn render(an: &Analysis) -> String {
     let step = tick_step(an.span_ms().max(1));
     // The axis ends on the tick after the last event.
     let end = (an.span_ms() / step + 1) * step;
-    let x = |ms: Ms| LABEL_W + (ms.min(end) * u64::from(CHART_W) / end) as u32;
+    let longest = an
+        .record
+        .steps
+        .iter()
+        .map(|s| s.name.chars().count())
+        .chain(an.services.iter().map(|e| e.name.chars().count()))
+        .max()
+        .unwrap_or(0) as u32;
+    let label_w = LABEL_MIN.max(longest * 7 + 24);
+    let x = |ms: Ms| label_w + (ms.min(end) * u64::from(CHART_W) / end) as u32;
     let rows = an.record.steps.len() as u32 + an.services.len() as u32;
     let axis_y = TOP + rows * ROW + 8;
     let height = axis_y + 40;
-    let width = LABEL_W + CHART_W + RIGHT_W;
+    let width = label_w + CHART_W + RIGHT_W;
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -104,8 +115,8 @@ pub fn render(an: &Analysis) -> String {
     }
     let _ = writeln!(
         s,
-        r##"<line class="axis" x1="{LABEL_W}" y1="{axis_y}" x2="{}" y2="{axis_y}" stroke="#333333" stroke-width="1"/>"##,
-        LABEL_W + CHART_W
+        r##"<line class="axis" x1="{label_w}" y1="{axis_y}" x2="{}" y2="{axis_y}" stroke="#333333" stroke-width="1"/>"##,
+        label_w + CHART_W
     );
     let mut row = 0;
     let mut bar = |s: &mut String,
@@ -122,7 +133,7 @@ pub fn render(an: &Analysis) -> String {
         let _ = writeln!(
             s,
             r##"<text class="label" x="{}" y="{}" text-anchor="end">{}</text>"##,
-            LABEL_W - 8,
+            label_w - 8,
             y + BAR - 4,
             esc(name)
         );

@@ -16,6 +16,7 @@ pkgs=(
   curl
   systemd
   kmod
+  librsvg2-bin
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -144,6 +144,8 @@ pub struct Init {
     shutdown: Option<Shutdown>,
     t0: Ms,
     timings: Vec<(String, Ms)>,
+    /// When each boot step ran and each service started (`moonlit analyze`).
+    boot: crate::analyze::record::BootRecord,
     ready: bool,
     generation: u64,
     children_left: bool,
@@ -278,6 +280,7 @@ impl Init {
             shutdown: None,
             t0,
             timings: vec![("stage 1".into(), stage1_ms)],
+            boot: crate::analyze::record::BootRecord::new(t0, stage1_ms),
             ready: false,
             generation: 1,
             children_left: true,
@@ -330,8 +333,12 @@ impl Init {
             }
             Err(e) => init.log(&format!("{e} (running without a control socket)")),
         }
+        // The boot line counts it from t0 (bench/images reads it so); the
+        // record has it from the end of stage 1.
+        let now = now_ms();
         init.timings
-            .push(("lua runtime".into(), now_ms().saturating_sub(t0)));
+            .push(("lua runtime".into(), now.saturating_sub(t0)));
+        init.boot.step("lua runtime", t0 + stage1_ms, now);
         Ok(init)
     }
 
@@ -340,8 +347,10 @@ impl Init {
     }
 
     fn mark(&mut self, step: &str, since: Ms) {
-        let ms = now_ms().saturating_sub(since);
-        self.timings.push((step.to_string(), ms));
+        let now = now_ms();
+        self.timings
+            .push((step.to_string(), now.saturating_sub(since)));
+        self.boot.step(step, since, now);
     }
 
     /// Evaluates the configuration and starts the boot script.
@@ -544,6 +553,7 @@ impl Init {
         self.probe_ready();
         self.dhcp_timers();
         self.probe_health();
+        self.boot.observe(&self.sup, now_ms());
         for _ in 0..100 {
             let now = now_ms();
             let mut progressed = false;
@@ -649,6 +659,7 @@ impl Init {
     }
 
     fn check_ready(&mut self) {
+        self.boot.observe(&self.sup, now_ms());
         if self.ready
             || !self.boot_script_done
             || !self.sup.settled()
@@ -660,7 +671,8 @@ impl Init {
         self.ready = true;
         let since = self.services_started;
         self.mark("services", since);
-        let total = now_ms().saturating_sub(self.t0);
+        let now = now_ms();
+        let total = now.saturating_sub(self.t0);
         let steps: Vec<String> = self
             .timings
             .iter()
@@ -684,6 +696,7 @@ impl Init {
             self.config_errors.len()
         ));
         self.log("READY");
+        self.boot.finish(now);
     }
 
     fn handle_step(&mut self, id: TaskId, step: Step) {
@@ -979,6 +992,8 @@ impl Init {
             match a {
                 Action::Log(m) => self.log(&m),
                 Action::Spawn(name) => {
+                    // Its run starts here, not after on_start's first slice.
+                    let started = now_ms();
                     let res = self.spawn_service(&name);
                     let placed = res.as_ref().is_ok_and(|(_, c)| *c);
                     self.sup.in_cgroup(&name, placed);
@@ -990,7 +1005,7 @@ impl Init {
                         self.callback(&name, "on_start", mlua::Value::Integer(i64::from(pid)));
                     }
                     let res = res.map_err(|e| (e, std::mem::replace(&mut self.spawn_code, 127)));
-                    queue.extend(self.sup.spawned(&name, res, now_ms()));
+                    queue.extend(self.sup.spawned(&name, res, started));
                 }
                 Action::Ended {
                     service,
@@ -1534,6 +1549,7 @@ impl Init {
             "modules": self.modules.iter().map(|(n, m)| json!({"name": n, "hash": format!("{:016x}", m.hash)})).collect::<Vec<_>>(),
             "lua_memory": self.rt.used_memory(),
             "console_dropped": self.console.borrow().dropped,
+            "boot": self.boot,
         })
     }
 

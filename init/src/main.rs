@@ -10,6 +10,7 @@
 #[global_allocator]
 static ALLOC: moonlit_sys::alloc::Alloc = moonlit_sys::alloc::Alloc::new();
 
+mod analyze;
 mod cgroup;
 mod console;
 mod control;
@@ -42,6 +43,9 @@ const USAGE: &str = "usage:
                                   a subreaper for development (no root needed);
                                   --watch reloads when DIR changes
   moonlit ctl [--socket PATH] COMMAND ...   talk to a running moonlit (see ctl --help)
+  moonlit analyze [--socket PATH] [--json] [--svg FILE]
+                                  the running moonlit's boot: timeline, blame, critical
+                                  chain; --svg writes a Gantt chart (docs/analyze.md)
   moonlit check DIR               validate a configuration without booting it
   moonlit types DIR               write LuaLS type stubs (sys, syscall, net, moonlit) into DIR
   moonlit lua SCRIPT [ARGS...]    run a Lua script on moonlit's runtime and loop (tasks,
@@ -625,6 +629,7 @@ fn main() {
         Some(
             "run"
                 | "ctl"
+                | "analyze"
                 | "check"
                 | "types"
                 | "lua"
@@ -645,6 +650,11 @@ fn main() {
             unblock_signals();
             sys::default_sigpipe();
             ctl::main(&args[2..])
+        }
+        Some("analyze") => {
+            unblock_signals();
+            sys::default_sigpipe();
+            analyze::main(&args[2..])
         }
         Some("check") => {
             unblock_signals();

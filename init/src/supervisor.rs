@@ -232,7 +232,7 @@ impl Service {
         self.spec.enabled && !self.manual_stop && !shutting_down
     }
     /// Up for dependents: running (long-running) or finished well (oneshot).
-    fn up(&self) -> bool {
+    pub(crate) fn up(&self) -> bool {
         if self.activated() {
             return true;
         }
@@ -1050,17 +1050,16 @@ impl Supervisor {
         self.shutting_down = true;
     }
 
-    /// Every service has been through its start attempt (boot is finished).
+    /// Every service has been through its start attempt and a running one
+    /// is ready (the boot is finished: READY).
     pub fn settled(&self) -> bool {
         !self.hold
             && self.services.values().all(|s| {
                 matches!(
                     s.state,
-                    State::Running { .. }
-                        | State::Exited { .. }
-                        | State::Failed { .. }
-                        | State::Backoff { .. }
-                ) || (!s.wanted(self.shutting_down) && matches!(s.state, State::Stopped))
+                    State::Exited { .. } | State::Failed { .. } | State::Backoff { .. }
+                ) || (s.ready && matches!(s.state, State::Running { .. }))
+                    || (!s.wanted(self.shutting_down) && matches!(s.state, State::Stopped))
                     || (s.spec.on_demand
                         && !s.triggered
                         && matches!(s.state, State::Stopped | State::Waiting))
@@ -1070,12 +1069,12 @@ impl Supervisor {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use moonlit_config::plan::{Backoff, Burst, OnChange};
     use std::time::Duration;
 
-    fn spec(name: &str) -> ServiceSpec {
+    pub(crate) fn spec(name: &str) -> ServiceSpec {
         ServiceSpec {
             name: name.into(),
             location: format!("services/{name}.lua:1"),
@@ -1127,7 +1126,7 @@ mod tests {
         }
     }
 
-    fn sup(specs: Vec<ServiceSpec>) -> Supervisor {
+    pub(crate) fn sup(specs: Vec<ServiceSpec>) -> Supervisor {
         let mut plan = Plan::default();
         for s in specs {
             plan.services.insert(s.name.clone(), s);
@@ -1659,6 +1658,21 @@ mod tests {
         s.services.get_mut("web").unwrap().manual_stop = false;
         s.services.get_mut("web").unwrap().state = State::Failed { reason: "x".into() };
         assert!(!s.services["web"].up());
+    }
+
+    #[test]
+    fn the_boot_is_not_settled_while_the_last_service_is_not_ready() {
+        // Regression: a running service still waiting for its READY=1 (here
+        // the last of the order, so nothing else was waiting for it) used
+        // to count as settled, and the boot said READY before it was.
+        let mut n = spec("n");
+        n.readiness = Readiness::Notify;
+        let mut s = sup(vec![n]);
+        assert_eq!(spawns(&s.step(0)), vec!["n"]);
+        s.spawned("n", Ok(10), 0);
+        assert!(!s.settled(), "n is starting, not ready");
+        assert!(s.mark_ready("n").is_some());
+        assert!(s.settled());
     }
 
     #[test]

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::{now_ms, Init, Options, T_LOG};
+use crate::analyze::record::BootRecord;
 use crate::control::PROTOCOL_VERSION;
 use crate::logs::ServiceLog;
 use crate::mode::Mode;
@@ -122,6 +123,9 @@ pub struct Handover {
     pub sockets: Vec<super::sockets::SocketHandover>,
     #[serde(default)]
     pub socket_instances: Vec<(u32, String)>,
+    /// The first boot's record for `moonlit analyze`.
+    #[serde(default)]
+    pub boot: Option<crate::analyze::record::BootRecord>,
 }
 
 pub(crate) struct PendingReexec {
@@ -427,6 +431,7 @@ impl Init {
             reexecs: self.reexecs + 1,
             sockets,
             socket_instances,
+            boot: Some(self.boot.clone()),
         };
         (h, keep)
     }
@@ -438,6 +443,10 @@ impl Init {
         self.transactions = h.transactions;
         self.orphans = h.orphans;
         self.t0 = h.t0;
+        self.boot = h
+            .boot
+            .clone()
+            .map_or_else(BootRecord::lost, BootRecord::adopted);
         self.reexecs = h.reexecs;
         self.rt.set_service_env(h.service_env.clone());
         for (m, j, v) in &h.states {
@@ -700,6 +709,12 @@ mod tests {
         assert_eq!(web.spec.ready_timeout, std::time::Duration::from_secs(30));
         assert_eq!(h.reexecs, 0);
         assert!(!h.net_active && h.net_owned.is_empty());
+        // It kept no boot record: `moonlit analyze` says it was lost.
+        let boot = h
+            .boot
+            .clone()
+            .map_or_else(BootRecord::lost, BootRecord::adopted);
+        assert!(boot.lost && boot.frozen);
         // Module state and logs come across.
         assert_eq!(h.states.len(), 1);
         assert_eq!(h.states[0].1["hits"], 3);

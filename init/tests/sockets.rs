@@ -247,8 +247,13 @@ fn a_connection_made_while_the_service_restarts_waits_in_the_backlog_and_is_serv
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // Connect at once: the old process is going or gone and the new one
-    // sleeps 1.5 s before it accepts. Nobody accepts meanwhile.
+    // Once the old process is gone (a connection it took while dying would
+    // be lost with it, for any init) and while the new one sleeps 1.5 s
+    // before it accepts: nobody accepts meanwhile, the socket queues it.
+    let st = sb.wait_status("the new echo", 10, |st| {
+        st["services"][0]["pid"].as_u64().is_some_and(|p| p != old)
+    });
+    let new = st["services"][0]["pid"].as_u64().expect("pid");
     let during = connect(&path);
     during.set_nonblocking(true).expect("nonblocking");
     let mut b = [0u8; 1];
@@ -257,10 +262,6 @@ fn a_connection_made_while_the_service_restarts_waits_in_the_backlog_and_is_serv
         "nothing answers during the restart"
     );
     during.set_nonblocking(false).expect("blocking");
-    let st = sb.wait_status("the new echo", 10, |st| {
-        st["services"][0]["pid"].as_u64().is_some_and(|p| p != old)
-    });
-    let new = st["services"][0]["pid"].as_u64().expect("pid");
     // The queued connection is served by the new process.
     assert_eq!(
         read_line(&during),

@@ -99,8 +99,11 @@ service "slow" {
 
     // r's check starts failing: after 3 failures in a row it is restarted.
     std::fs::remove_file(sb.path("config/r-ok")).expect("rm r-ok");
+    // (The restart is counted when it is decided: wait for the new process
+    // too, not the old one being stopped.)
     let st = sb.wait_status("r restarted by its health check", 20, |s| {
-        svc(s, "r")["restarts"].as_u64() >= Some(1)
+        let r = svc(s, "r");
+        r["restarts"].as_u64() >= Some(1) && r["pid"].as_u64().is_some_and(|p| p != r_pid)
     });
     std::fs::write(sb.path("config/r-ok"), "").expect("r-ok again");
     sb.wait_line(

@@ -765,11 +765,13 @@ fn services_beside_the_main_command_start_first_and_stop_in_reverse() {
 }}
 service "web" {{
   requires = {{ "db" }},
-  exec = {{ "/bin/sh", "-c", "trap 'echo web-stop >> {log}; exit 0' TERM; echo web-up >> {log}; while :; do sleep 0.05; done" }},
+  exec = {{ "/bin/sh", "-c", "trap 'echo web-stop >> {log}; exit 0' TERM; echo web-up >> {log}; touch {web_ready}; while :; do sleep 0.05; done" }},
+  ready = {{ path = "{web_ready}" }},
 }}
 "#,
             log = log.display(),
-            ready = ready.display()
+            ready = ready.display(),
+            web_ready = dir.join("web.ready").display()
         ),
     )
     .unwrap();

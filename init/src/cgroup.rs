@@ -253,13 +253,26 @@ impl Cgroups {
                 let flags = rustix::mount::MountFlags::NOSUID
                     | rustix::mount::MountFlags::NODEV
                     | rustix::mount::MountFlags::NOEXEC;
+                // favordynmods (Linux 6.0): moving a process into a cgroup
+                // (every spawn) no longer waits for an RCU grace period
+                // (5-25 ms measured on a 2-core host), for slightly dearer
+                // forks and exits. Older kernels refuse the option.
                 let r = rustix::mount::mount(
                     "cgroup2",
                     "/sys/fs/cgroup",
                     "cgroup2",
                     flags,
-                    Some(c"nsdelegate"),
+                    Some(c"nsdelegate,favordynmods"),
                 )
+                .or_else(|_| {
+                    rustix::mount::mount(
+                        "cgroup2",
+                        "/sys/fs/cgroup",
+                        "cgroup2",
+                        flags,
+                        Some(c"nsdelegate"),
+                    )
+                })
                 .or_else(|_| {
                     rustix::mount::mount("cgroup2", "/sys/fs/cgroup", "cgroup2", flags, None)
                 });

@@ -58,6 +58,15 @@ fn cgroup_limits_oom_pids_live_weight_and_figures_in_a_vm() {
     let mut vm = start(&cfg);
     expect(&vm, "moonlit: READY", BOOT_TIMEOUT);
 
+    // Mounted with favordynmods: a spawn's move into its cgroup does not
+    // wait for an RCU grace period (the Debian kernel is >= 6.0).
+    let line = vm
+        .console()
+        .lines()
+        .find(|l| l.contains("cgroup2 mount: "))
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("no cgroup2 mount line:\n{}", vm.tail(40)));
+    assert!(line.contains("favordynmods"), "{line}");
     // memory_max: the hog is OOM-killed and that is the reported reason.
     expect(
         &vm,

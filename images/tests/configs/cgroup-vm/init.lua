@@ -11,3 +11,8 @@ assert(net.link("lo"):up())
 assert(net.wait_link("eth0", { timeout = 10 }))
 assert(sys.util.writefile("/run/www/index.html", "moonlit cgroup vm\n"))
 assert(sys.symlink("/etc/moonlit/www/cgi-bin", "/run/www/cgi-bin"))
+
+-- How moonlit mounted cgroup2 (the test wants favordynmods).
+for line in io.lines("/proc/self/mounts") do
+  if line:match("^cgroup2 ") then print("cgroup2 mount: " .. line) end
+end

@@ -183,7 +183,8 @@ fn handover_boot(fd: &str, mask: &SigSet) -> ! {
     let h = fd
         .parse::<std::os::fd::RawFd>()
         .map_err(|_| format!("bad --handover descriptor '{fd}'"))
-        .and_then(init::reexec::read_handover);
+        .and_then(init::reexec::read_handover)
+        .and_then(|h| h.check_descriptors().map(|()| h));
     let h = match h {
         Ok(h) => h,
         Err(e) => {

@@ -93,17 +93,53 @@ pub fn name_of_path(path: &str) -> String {
 }
 
 /// shell-style glob (`*`, `?`, `[...]`), as modules.alias uses.
+///
+/// Iterative, backtracking only to the last `*`: O(pattern x text) (the
+/// recursive form was exponential in the number of stars).
 pub fn glob(pat: &[u8], s: &[u8]) -> bool {
-    match pat.first() {
-        None => s.is_empty(),
-        Some(b'*') => (0..=s.len()).any(|i| glob(&pat[1..], &s[i..])),
-        Some(b'?') => !s.is_empty() && glob(&pat[1..], &s[1..]),
-        Some(b'[') => {
-            let Some(end) = pat.iter().skip(1).position(|&c| c == b']').map(|e| e + 1) else {
-                return s.first() == Some(&b'[') && glob(&pat[1..], &s[1..]);
+    let (mut p, mut i) = (0, 0);
+    // After the last `*` seen: where the pattern resumes, and the text
+    // position the star's match currently ends at.
+    let mut star: Option<(usize, usize)> = None;
+    while i < s.len() {
+        if pat.get(p) == Some(&b'*') {
+            star = Some((p + 1, i));
+            p += 1;
+            continue;
+        }
+        if let Some(next) = glob_one(pat, p, s[i]) {
+            p = next;
+            i += 1;
+            continue;
+        }
+        match star {
+            // Let the star take one more character and try again.
+            Some((sp, si)) => {
+                star = Some((sp, si + 1));
+                p = sp;
+                i = si + 1;
+            }
+            None => return false,
+        }
+    }
+    pat[p.min(pat.len())..].iter().all(|&c| c == b'*')
+}
+
+/// Whether the pattern element at `p` (not a `*`) matches `c`; the index
+/// of the next element if so.
+fn glob_one(pat: &[u8], p: usize, c: u8) -> Option<usize> {
+    match *pat.get(p)? {
+        b'?' => Some(p + 1),
+        b'[' => {
+            let Some(end) = pat[p + 1..]
+                .iter()
+                .position(|&x| x == b']')
+                .map(|e| p + 1 + e)
+            else {
+                // No closing bracket: a literal '['.
+                return (c == b'[').then_some(p + 1);
             };
-            let Some(&c) = s.first() else { return false };
-            let set = &pat[1..end];
+            let set = &pat[p + 1..end];
             let (neg, set) = match set.first() {
                 Some(b'!') | Some(b'^') => (true, &set[1..]),
                 _ => (false, set),
@@ -119,9 +155,9 @@ pub fn glob(pat: &[u8], s: &[u8]) -> bool {
                     i += 1;
                 }
             }
-            hit != neg && glob(&pat[end + 1..], &s[1..])
+            (hit != neg).then_some(end + 1)
         }
-        Some(&p) => s.first() == Some(&p) && glob(&pat[1..], &s[1..]),
+        x => (x == c).then_some(p + 1),
     }
 }
 

@@ -248,7 +248,7 @@ impl Gen {
                 [self.rng.usize(0..4)]
             .into(),
             6 => format!("string.rep({}, {})", self.lua_string(3), self.rng.usize(0..200_000)),
-            7 | 8 | 9 => {
+            7..=9 => {
                 // A list or a table with keys, of anything.
                 let n = self.rng.usize(0..5);
                 let items: Vec<String> = (0..n)
@@ -396,9 +396,7 @@ impl Gen {
                         continue;
                     }
                     let rest = &s[at + 1..];
-                    let end = rest
-                        .find(|c| c == ',' || c == '}' || c == '\n')
-                        .unwrap_or(rest.len());
+                    let end = rest.find([',', '}', '\n']).unwrap_or(rest.len());
                     let v = self.value(3);
                     b = format!("{} {v}{}", &s[..at + 1], &rest[end..]).into_bytes();
                     break;
@@ -692,7 +690,7 @@ fn declarations_give_a_plan_or_errors_naming_the_file() {
                     (vec![(m.clone(), src)], Some((m, key)))
                 }
                 // A mutated corpus module beside a generated one.
-                2 | 3 | 4 => {
+                2..=4 => {
                     let (n, s) = &corpus[g.rng.usize(0..corpus.len())];
                     let mutated = g.mutate(s);
                     (

@@ -519,7 +519,7 @@ fn huge(sb: &Sandbox, len: usize, newline: bool, st: &mut Stats, g: &mut Gen) {
     st.connections += 1;
     st.messages += 1;
     st.huge += 1;
-    let mut bytes = format!("{{\"v\":1,\"cmd\":\"status\",\"pad\":\"").into_bytes();
+    let mut bytes = b"{\"v\":1,\"cmd\":\"status\",\"pad\":\"".to_vec();
     let fill = [b'a', b'\xff', b' '][g.rng.usize(0..3)];
     bytes.resize(len, fill);
     if newline {

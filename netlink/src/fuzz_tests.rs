@@ -197,9 +197,9 @@ fn mutate(rng: &mut fastrand::Rng, mut b: Vec<u8>) -> Vec<u8> {
                     [0, 1, 3, 4, 15, 16, 17, 0xffff, 0xffff_ffff, rng.u32(..)][rng.usize(0..10)];
                 let bytes = v.to_ne_bytes();
                 let w = if rng.bool() { 2 } else { 4 };
-                for k in 0..w {
+                for (k, byte) in bytes.iter().take(w).enumerate() {
                     if let Some(x) = b.get_mut(at + k) {
-                        *x = bytes[k];
+                        *x = *byte;
                     }
                 }
             }

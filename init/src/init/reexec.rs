@@ -1062,8 +1062,7 @@ pub(crate) mod fuzz {
         h.control_fd = Some(1);
         assert!(h
             .check_descriptors()
-            .err()
-            .expect("stdio")
+            .expect_err("stdio")
             .contains("descriptor 1 cannot be handed over"));
         let keep = memfd_with(b"x");
         h.control_fd = Some(keep);
@@ -1071,15 +1070,13 @@ pub(crate) mod fuzz {
         h.reply_fd = Some(keep);
         assert!(h
             .check_descriptors()
-            .err()
-            .expect("twice")
+            .expect_err("twice")
             .contains("handed over twice"));
         h.reply_fd = None;
         drop(crate::sys::own_fd(keep));
         assert!(h
             .check_descriptors()
-            .err()
-            .expect("closed")
+            .expect_err("closed")
             .contains("is not open"));
     }
 }

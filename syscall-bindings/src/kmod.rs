@@ -47,13 +47,28 @@ pub enum KmodError {
         /// Its dependency.
         dep: String,
     },
+    /// Dependencies nested deeper than any real module tree's.
+    #[error(
+        "module '{module}': dependencies nested deeper than {limit} levels (a broken modules.dep?)"
+    )]
+    TooDeep {
+        /// The module asked for.
+        module: String,
+        /// The limit.
+        limit: usize,
+    },
 }
+
+/// How deep dependencies may nest (real trees: under 10). The walk is
+/// recursive: this bounds its stack.
+pub const MAX_DEPTH: usize = 256;
 
 impl KmodError {
     fn errno(&self) -> i32 {
         match self {
             KmodError::Read { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
             KmodError::NotFound { .. } | KmodError::MissingDep { .. } => libc::ENOENT,
+            KmodError::TooDeep { .. } => libc::ELOOP,
         }
     }
 }
@@ -278,7 +293,14 @@ impl ModDb {
         soft: bool,
         seen: &mut HashSet<String>,
         out: &mut Vec<Load>,
+        depth: usize,
     ) -> Result<(), KmodError> {
+        if depth > MAX_DEPTH {
+            return Err(KmodError::TooDeep {
+                module: name.to_string(),
+                limit: MAX_DEPTH,
+            });
+        }
         if !seen.insert(name.to_string()) {
             // Planned already as a soft dependency, needed for real now:
             // its failure must count.
@@ -303,7 +325,7 @@ impl ModDb {
             .get(name)
             .map(|(a, b)| (a.as_slice(), b.as_slice()))
             .unwrap_or_default();
-        self.visit_soft(pre, seen, out);
+        self.visit_soft(pre, seen, out, depth + 1);
         for d in deps {
             let dn = name_of_path(d);
             if !self.deps.contains_key(&dn) {
@@ -312,20 +334,26 @@ impl ModDb {
                     dep: dn,
                 });
             }
-            self.visit(&dn, soft, seen, out)?;
+            self.visit(&dn, soft, seen, out, depth + 1)?;
         }
         out.push(Load {
             path: self.dir.join(path),
             soft,
             target: false,
         });
-        self.visit_soft(post, seen, out);
+        self.visit_soft(post, seen, out, depth + 1);
         Ok(())
     }
 
     /// Soft dependencies: each one (a name or an alias) with its own
     /// dependencies if all of them resolve, else left out.
-    fn visit_soft(&self, names: &[String], seen: &mut HashSet<String>, out: &mut Vec<Load>) {
+    fn visit_soft(
+        &self,
+        names: &[String],
+        seen: &mut HashSet<String>,
+        out: &mut Vec<Load>,
+        depth: usize,
+    ) {
         for s in names {
             let Ok(modules) = self.names(s) else {
                 continue;
@@ -333,7 +361,10 @@ impl ModDb {
             for m in modules {
                 let mut try_seen = seen.clone();
                 let mut try_out = Vec::new();
-                if self.visit(&m, true, &mut try_seen, &mut try_out).is_ok() {
+                if self
+                    .visit(&m, true, &mut try_seen, &mut try_out, depth)
+                    .is_ok()
+                {
                     *seen = try_seen;
                     out.append(&mut try_out);
                 }
@@ -377,7 +408,7 @@ impl ModDb {
         let mut seen = HashSet::new();
         let mut out = Vec::new();
         for m in self.names(name)? {
-            self.visit(&m, false, &mut seen, &mut out)?;
+            self.visit(&m, false, &mut seen, &mut out, 0)?;
             if let Some((path, _)) = self.deps.get(&m) {
                 let p = self.dir.join(path);
                 if let Some(l) = out.iter_mut().find(|l| l.path == p) {

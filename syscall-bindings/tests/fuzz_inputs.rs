@@ -450,3 +450,37 @@ fn module_indexes() {
     );
     run("kmod", seed(), kmod_case);
 }
+
+/// A modules.dep whose dependency chain is 100,000 modules long (a broken
+/// or hostile tree) is planned or refused on PID 1's 8 MiB stack, not a
+/// stack overflow.
+#[test]
+fn a_very_long_dependency_chain_does_not_overflow_the_stack() {
+    let mut dep = String::new();
+    let n = 100_000;
+    for i in 0..n {
+        dep.push_str(&format!("c/m{i}.ko: c/m{}.ko\n", i + 1));
+    }
+    dep.push_str(&format!("c/m{n}.ko:\n"));
+    let r = std::thread::Builder::new()
+        .stack_size(8 << 20)
+        .spawn(move || {
+            let db = ModDb::parse(Path::new("/lib/modules/x"), &dep, "", "");
+            db.plan("m0").map(|p| p.len()).map_err(|e| e.to_string())
+        })
+        .expect("spawn")
+        .join()
+        .expect("no panic");
+    let e = r.expect_err("refused");
+    assert!(e.contains("nested deeper than"), "{e}");
+    // A chain within the bound is planned, dependencies first.
+    let mut dep = String::new();
+    for i in 0..100 {
+        dep.push_str(&format!("c/m{i}.ko: c/m{}.ko\n", i + 1));
+    }
+    dep.push_str("c/m100.ko:\n");
+    let db = ModDb::parse(Path::new("/x"), &dep, "", "");
+    let plan = db.resolve("m0").expect("planned");
+    assert_eq!(plan.len(), 101);
+    assert_eq!(plan[0], Path::new("/x/c/m100.ko"));
+}

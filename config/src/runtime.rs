@@ -927,10 +927,14 @@ impl Runtime {
         };
         let secs = |v: &Option<Value>| -> Option<Duration> {
             match v {
+                // At most 1e9 s (31 years: forever for an init);
+                // Duration::from_secs_f64 panics past u64 seconds.
                 Some(Value::Number(n)) if *n >= 0.0 && n.is_finite() => {
-                    Some(Duration::from_secs_f64(*n))
+                    Some(Duration::from_secs_f64(n.min(1e9)))
                 }
-                Some(Value::Integer(i)) if *i >= 0 => Some(Duration::from_secs(*i as u64)),
+                Some(Value::Integer(i)) if *i >= 0 => {
+                    Some(Duration::from_secs((*i as u64).min(1_000_000_000)))
+                }
                 _ => None,
             }
         };

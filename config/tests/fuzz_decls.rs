@@ -840,3 +840,23 @@ fn the_checks_see_good_and_bad_configurations() {
     ));
     assert!(check_errors(&o, &bad).is_err());
 }
+
+/// Found by the long pass next to the timer's: `sleep(1e300)` in a task
+/// reached Duration::from_secs_f64 unchecked (a panic in PID 1's loop);
+/// an enormous sleep is 1e9 s, forever for an init.
+#[test]
+fn enormous_sleeps_are_clamped() {
+    use moonlit_config::runtime::{Request, Step};
+    let mut rt = runtime();
+    for arg in ["1e300", "math.maxinteger", "2^62"] {
+        let f = rt
+            .load_script("t.lua", format!("sleep({arg})").as_bytes())
+            .expect("load");
+        let (_, step) = rt.start_task("t", f, ());
+        assert_eq!(
+            step,
+            Step::Wait(Request::Sleep(Duration::from_secs(1_000_000_000))),
+            "sleep({arg})"
+        );
+    }
+}

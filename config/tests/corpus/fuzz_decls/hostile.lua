@@ -17,3 +17,6 @@ service "h10" { exec = { "/bin/true" }, limits = { [string.rep("n", 300000)] = 1
 network.bond "O\xb7J" { }
 service "\xff\xfe" { exec = { "/bin/true" } }
 network["\xff"] "x" { }
+-- Found by the long pass: a timer interval past u64 seconds panicked in
+-- Duration::from_secs_f64.
+service "h11" { exec = { "/bin/true" }, timer = { every = 7.454966188562012e29, on_boot = 1e300 } }

@@ -439,6 +439,7 @@ struct Stats {
     flooded: u64,
     half_closed: u64,
     resets: u64,
+    refused: u64,
 }
 
 /// Sends `line` (newline added) and checks the one reply.
@@ -451,6 +452,7 @@ fn one(sb: &Sandbox, line: &[u8], st: &mut Stats, g: &mut Gen) {
     let follow = serde_json::from_slice::<Value>(line)
         .ok()
         .is_some_and(|v| v["cmd"] == "logs" && v["follow"] == true);
+    let mut closed = false;
     match g.rng.u8(0..20) {
         // Partial writes with pauses, for lines short enough to end well
         // within the request timeout (and under the size limit, past
@@ -460,7 +462,10 @@ fn one(sb: &Sandbox, line: &[u8], st: &mut Stats, g: &mut Gen) {
             let mut rest = &bytes[..];
             while !rest.is_empty() {
                 let k = g.rng.usize(1..=rest.len().min(16));
-                s.write_all(&rest[..k]).expect("partial write");
+                if !write_line(&mut s, &rest[..k]) {
+                    closed = true;
+                    break;
+                }
                 rest = &rest[k..];
                 std::thread::sleep(Duration::from_millis(g.rng.u64(0..3)));
             }
@@ -468,10 +473,10 @@ fn one(sb: &Sandbox, line: &[u8], st: &mut Stats, g: &mut Gen) {
         1 => {
             // Half-close after the request, then read the answer.
             st.half_closed += 1;
-            write_line(&mut s, &bytes);
+            closed = !write_line(&mut s, &bytes);
             let _ = s.shutdown(std::net::Shutdown::Write);
         }
-        _ => write_line(&mut s, &bytes),
+        _ => closed = !write_line(&mut s, &bytes),
     }
     let (lines, reset) = replies(&mut s, follow)
         .unwrap_or_else(|e| panic!("no reply to {:?}: {e}\n{}", show(line), sb.console()));
@@ -485,26 +490,38 @@ fn one(sb: &Sandbox, line: &[u8], st: &mut Stats, g: &mut Gen) {
         show(line)
     );
     check_reply(&lines[0], line);
+    // Closed on us under the size limit: only a refused client (the flood
+    // before it may still fill the 64 client slots for a moment).
+    if closed && bytes.len() <= 64 * 1024 {
+        assert!(
+            lines[0].contains("too many clients"),
+            "closed early: {}",
+            lines[0]
+        );
+        st.refused += 1;
+    }
     st.replies += 1;
     if lines[0].contains("\"ok\":false") {
         st.errors += 1;
     }
 }
 
-/// Writes a request line. Past the size limit the init answers and
-/// closes while the rest is still being written: a broken pipe is then
-/// expected (the answer is read next); under it, a failed write is not.
-fn write_line(s: &mut UnixStream, bytes: &[u8]) {
-    if let Err(e) = s.write_all(bytes) {
-        let closed = matches!(
-            e.kind(),
-            std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
-        );
-        assert!(
-            closed && bytes.len() > 64 * 1024,
-            "writing a request of {} bytes: {e}",
-            bytes.len()
-        );
+/// Writes (part of) a request line; false when the init has closed the
+/// connection (past the size limit it answers and closes while the rest is
+/// still being written; a refused client is closed at once). What it
+/// answered is read and checked next. Any other failure fails the test.
+fn write_line(s: &mut UnixStream, bytes: &[u8]) -> bool {
+    match s.write_all(bytes) {
+        Ok(()) => true,
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+            ) =>
+        {
+            false
+        }
+        Err(e) => panic!("writing a request of {} bytes: {e}", bytes.len()),
     }
 }
 
@@ -696,7 +713,7 @@ fn control_protocol_survives_fuzzing() {
     checkpoint(&sb, &w, "after");
     eprintln!(
         "fuzz_control: seed {seed}: {} messages on {} connections in {secs:.1} s ({:.0} messages/s); \
-         {} replies ({} errors), {} huge, {} partial, {} pipelined, {} flooded, {} half-closed, {} resets; \
+         {} replies ({} errors), {} huge, {} partial, {} pipelined, {} flooded, {} half-closed, {} resets, {} refused (too many clients); \
          0 leaked fds, same PID 1, services unchanged",
         st.messages,
         st.connections,
@@ -709,6 +726,7 @@ fn control_protocol_survives_fuzzing() {
         st.flooded,
         st.half_closed,
         st.resets,
+        st.refused,
     );
     assert!(
         st.replies > 0 && st.errors > 0,

@@ -188,7 +188,7 @@ fn handover_boot(fd: &str, mask: &SigSet) -> ! {
         .parse::<std::os::fd::RawFd>()
         .map_err(|_| format!("bad --handover descriptor '{fd}'"))
         .and_then(init::reexec::read_handover)
-        .and_then(|h| h.check_descriptors().map(|()| h));
+        .and_then(|h| h.check().map(|()| h));
     let h = match h {
         Ok(h) => h,
         Err(e) => {

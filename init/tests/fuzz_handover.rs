@@ -88,6 +88,22 @@ impl Mutator {
                 let c = a[i].clone();
                 a.push(c);
             }
+            // Half the time a value of the same type (so that more
+            // documents parse and reach the adoption itself).
+            _ if self.rng.bool() => {
+                *v = match &*v {
+                    Value::Bool(b) => json!(!b),
+                    Value::Number(_) => {
+                        json!(
+                            [0, 1, 2, 3, 7, 1000, u32::MAX as u64, u64::MAX][self.rng.usize(0..8)]
+                        )
+                    }
+                    Value::String(_) => {
+                        json!(["", "web", "job", "x".repeat(300).as_str()][self.rng.usize(0..4)])
+                    }
+                    _ => self.value(),
+                }
+            }
             _ => *v = self.value(),
         }
     }
@@ -207,6 +223,13 @@ fn mutated_handovers_are_adopted_or_refused_by_a_live_pid1() {
     assert_eq!(run(&dir, neg.to_string().as_bytes(), 2), "refused");
     assert!(read_out(&dir.join("out-2.txt")).contains("descriptor -1 cannot be handed over"));
     assert_eq!(run(&dir, b"{\"format\": 1", 3), "refused");
+    // A service whose pid is 1: stopping it would signal process group
+    // -1, every process (seen while reviewing what mutated documents the
+    // adoption accepted).
+    let mut pid1 = base.clone();
+    pid1["services"][1]["state"] = json!({"Running": {"pid": 1, "since": 0}});
+    assert_eq!(run(&dir, pid1.to_string().as_bytes(), 4), "refused");
+    assert!(read_out(&dir.join("out-4.txt")).contains("web: pid 1 cannot be adopted"));
 
     let mut m = Mutator {
         rng: fastrand::Rng::with_seed(seed),

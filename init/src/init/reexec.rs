@@ -236,6 +236,29 @@ impl Handover {
         Ok(())
     }
 
+    /// Checks the process ids the document names: none may be 1 (this
+    /// image, or the host's init in user mode; signalled as a process
+    /// group, -1 is every process) or beyond a pid's range.
+    pub fn check_pids(&self) -> Result<(), String> {
+        let services = self
+            .services
+            .iter()
+            .filter_map(|s| s.state.pid().map(|p| (s.spec.name.as_str(), p)));
+        let instances = self.socket_instances.iter().map(|(p, n)| (n.as_str(), *p));
+        for (name, pid) in services.chain(instances) {
+            if pid == 1 || pid > i32::MAX as u32 {
+                return Err(format!("{name}: pid {pid} cannot be adopted"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Everything checked before adoption: descriptors and pids.
+    pub fn check(&self) -> Result<(), String> {
+        self.check_descriptors()?;
+        self.check_pids()
+    }
+
     pub fn options(&self) -> Options {
         Options {
             mode: mode_from(&self.mode),
@@ -962,9 +985,9 @@ pub(crate) mod fuzz {
                 }
             }
             Ok(h) => {
-                if let Err(e) = h.check_descriptors() {
-                    if !e.contains("descriptor") {
-                        return Err(format!("unclear descriptor refusal: {e}"));
+                if let Err(e) = h.check() {
+                    if !e.contains("descriptor") && !e.contains("cannot be adopted") {
+                        return Err(format!("unclear refusal before adoption: {e}"));
                     }
                 }
                 let _ = h.options();
@@ -1073,6 +1096,36 @@ pub(crate) mod fuzz {
             .expect_err("twice")
             .contains("handed over twice"));
         h.reply_fd = None;
+        // A service's pid of 1 (signalled as a group: every process) or
+        // past a pid's range is refused too.
+        h.reply_fd = None;
+        let web = h
+            .services
+            .iter_mut()
+            .find(|s| s.spec.name == "web")
+            .expect("web");
+        web.state = crate::supervisor::State::Running { pid: 1, since: 0 };
+        assert!(h
+            .check()
+            .expect_err("pid 1")
+            .contains("web: pid 1 cannot be adopted"));
+        let web = h
+            .services
+            .iter_mut()
+            .find(|s| s.spec.name == "web")
+            .expect("web");
+        web.state = crate::supervisor::State::Running {
+            pid: u32::MAX,
+            since: 0,
+        };
+        assert!(h.check().is_err());
+        let web = h
+            .services
+            .iter_mut()
+            .find(|s| s.spec.name == "web")
+            .expect("web");
+        web.state = crate::supervisor::State::Running { pid: 4, since: 0 };
+        assert_eq!(h.check(), Ok(()));
         drop(crate::sys::own_fd(keep));
         assert!(h
             .check_descriptors()

@@ -24,6 +24,9 @@ pub enum ErrorKind {
     Internal,
 }
 
+/// Longest message of a [`ConfigError`].
+pub const MAX_MESSAGE: usize = 1024;
+
 /// One configuration error. `message` starts with the location
 /// ("services/web.lua:3: ...") whenever one is known.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
@@ -41,10 +44,19 @@ impl ConfigError {
         module: impl Into<String>,
         message: impl Into<String>,
     ) -> ConfigError {
+        let mut message: String = message.into();
+        // A message is a console line: what a module put into it (a huge
+        // string value, a name) is clipped, keeping the start (location,
+        // service and key come first).
+        if message.len() > MAX_MESSAGE {
+            let total = message.len();
+            message.truncate(message.floor_char_boundary(MAX_MESSAGE - 64));
+            message.push_str(&format!("... ({total} bytes in all)"));
+        }
         ConfigError {
             kind,
             module: module.into(),
-            message: message.into(),
+            message,
         }
     }
 

@@ -188,7 +188,8 @@ pub fn parse_limits(v: Value) -> Result<BTreeMap<String, Limit>, String> {
                 .map(|s| format!(" (did you mean '{s}'?)"))
                 .unwrap_or_default();
             return Err(format!(
-                "limits: unknown limit '{name}'{hint}; known: {}",
+                "limits: unknown limit '{}'{hint}; known: {}",
+                clip(&name),
                 known.join(", ")
             ));
         }
@@ -409,8 +410,18 @@ impl Reader<'_> {
         ConfigError::new(
             ErrorKind::Schema,
             self.module,
-            format!("{}: service \"{}\": {msg}", self.location, self.name),
+            format!("{}: service \"{}\": {msg}", self.location, clip(self.name)),
         )
+    }
+
+    /// An error of a key's sub-reader, naming the key when its message
+    /// does not already.
+    fn key_err(&self, key: &str, msg: String) -> ConfigError {
+        if msg.contains(key) {
+            self.err(msg)
+        } else {
+            self.err(format!("{key}: {msg}"))
+        }
     }
 
     fn string(&self, key: &str, v: Value) -> Result<String, ConfigError> {
@@ -564,6 +575,14 @@ fn synonym(key: &str) -> Option<&'static str> {
     })
 }
 
+/// At most 64 characters of a name taken from a module, for a message.
+fn clip(s: &str) -> std::borrow::Cow<'_, str> {
+    match s.char_indices().nth(64) {
+        Some((i, _)) => format!("{}... ({} bytes)", &s[..i], s.len()).into(),
+        None => s.into(),
+    }
+}
+
 fn suggest(key: &str, known: &[&str]) -> Option<String> {
     fn dist(a: &str, b: &str) -> usize {
         let b: Vec<char> = b.chars().collect();
@@ -581,8 +600,12 @@ fn suggest(key: &str, known: &[&str]) -> Option<String> {
         }
         prev[b.len()]
     }
+    // Within distance 2 the lengths differ by at most 2: a long key is
+    // never compared (the distance is quadratic in the key's length).
+    let len = key.chars().count();
     known
         .iter()
+        .filter(|k| k.chars().count().abs_diff(len) <= 2)
         .map(|k| (dist(key, k), k))
         .filter(|(d, _)| *d <= 2)
         .min()
@@ -651,7 +674,7 @@ pub fn parse_service(
                     }
                 })
             }
-            "limits" => spec.limits = parse_limits(v).map_err(|m| r.err(m))?,
+            "limits" => spec.limits = parse_limits(v).map_err(|m| r.key_err(&key, m))?,
             "restart" => {
                 restart_given = true;
                 spec.restart = match r.string(&key, v)?.as_str() {
@@ -690,10 +713,10 @@ pub fn parse_service(
                 spec.pid_file = Some(p);
             }
             "cgroup" => {
-                spec.cgroup = crate::cgroup_limits::parse_cgroup(v).map_err(|m| r.err(m))?
+                spec.cgroup = crate::cgroup_limits::parse_cgroup(v).map_err(|m| r.key_err(&key, m))?
             }
             "timer" => {
-                spec.timer = Some(crate::timers::parse_timer(v).map_err(|m| r.err(m))?);
+                spec.timer = Some(crate::timers::parse_timer(v).map_err(|m| r.key_err(&key, m))?);
                 spec.on_demand = true;
             }
             "main" => spec.main = r.boolean(&key, v)?,
@@ -773,14 +796,14 @@ pub fn parse_service(
                 let caps = r.list(&key, v)?;
                 let mut bits = 0u64;
                 for c in &caps {
-                    bits |= crate::spawn::capability_bit(c).map_err(|m| r.err(m))?;
+                    bits |= crate::spawn::capability_bit(c).map_err(|m| r.key_err(&key, m))?;
                 }
                 spec.sandbox.capabilities = Some(bits);
             }
             "no_new_privs" => spec.sandbox.no_new_privs = r.boolean(&key, v)?,
             "namespaces" => {
                 for n in r.list(&key, v)? {
-                    let ns = crate::spawn::Namespace::parse(&n).map_err(|m| r.err(m))?;
+                    let ns = crate::spawn::Namespace::parse(&n).map_err(|m| r.key_err(&key, m))?;
                     if !spec.sandbox.namespaces.contains(&ns) {
                         spec.sandbox.namespaces.push(ns);
                     }
@@ -806,13 +829,13 @@ pub fn parse_service(
             }
             "log_file" => {
                 let (path, rotate, stamps) =
-                    crate::health_logs::parse_log_file(v).map_err(|m| r.err(m))?;
+                    crate::health_logs::parse_log_file(v).map_err(|m| r.key_err(&key, m))?;
                 spec.log_file = Some(path);
                 spec.log_rotate = rotate;
                 spec.log_timestamps = stamps;
             }
             "health" => {
-                spec.health = Some(crate::health_logs::parse_health(v).map_err(|m| r.err(m))?)
+                spec.health = Some(crate::health_logs::parse_health(v).map_err(|m| r.key_err(&key, m))?)
             }
             "console" => spec.console = r.boolean(&key, v)?,
             "notify" => {
@@ -874,13 +897,13 @@ pub fn parse_service(
             "ready_timeout" => spec.ready_timeout = r.seconds(&key, v)?,
             "sockets" => {
                 spec.activation.sockets =
-                    crate::sockets::parse_sockets(v, name).map_err(|m| r.err(m))?
+                    crate::sockets::parse_sockets(v, name).map_err(|m| r.key_err(&key, m))?
             }
             "lazy" => spec.activation.lazy = r.boolean(&key, v)?,
             "accept" => spec.activation.accept = r.boolean(&key, v)?,
             "max_connections" => {
                 spec.activation.max_connections =
-                    crate::sockets::parse_max_connections(v).map_err(|m| r.err(m))?
+                    crate::sockets::parse_max_connections(v).map_err(|m| r.key_err(&key, m))?
             }
             // Callbacks stay Lua functions; the init takes them from the
             // declaration (they are not part of the spec's identity).
@@ -905,7 +928,7 @@ pub fn parse_service(
                     .or_else(|| suggest(other, SERVICE_KEYS))
                     .map(|s| format!(" (did you mean '{s}'?)"))
                     .unwrap_or_default();
-                return Err(r.err(format!("unknown key '{other}'{hint}")));
+                return Err(r.err(format!("unknown key '{}'{hint}", clip(other))));
             }
         }
     }
@@ -1048,7 +1071,9 @@ pub fn build(modules: &[ModuleResult]) -> (Plan, Vec<ConfigError>) {
             }
         }
     }
-    // Unknown dependencies: drop the dependent (and, transitively, its own).
+    // Unknown dependencies: drop the dependent (and, transitively, its own);
+    // then cycles, whose dependents are dropped in turn, until neither is left.
+    let mut left_out: BTreeSet<String> = BTreeSet::new();
     loop {
         let mut bad = Vec::new();
         for s in plan.services.values() {
@@ -1059,32 +1084,35 @@ pub fn build(modules: &[ModuleResult]) -> (Plan, Vec<ConfigError>) {
                     } else {
                         "is ordered after"
                     };
+                    let what = if left_out.contains(d) {
+                        format!("service \"{d}\", which is left out (see its error)")
+                    } else {
+                        format!("unknown service \"{d}\"")
+                    };
                     bad.push((
                         s.name.clone(),
                         ConfigError::new(
                             ErrorKind::Dependency,
                             plan.module_of.get(&s.name).cloned().unwrap_or_default(),
-                            format!(
-                                "{}: service \"{}\" {how} unknown service \"{d}\"",
-                                s.location, s.name
-                            ),
+                            format!("{}: service \"{}\" {how} {what}", s.location, s.name),
                         ),
                     ));
                     break;
                 }
             }
         }
-        if bad.is_empty() {
+        if !bad.is_empty() {
+            for (n, e) in bad {
+                plan.services.remove(&n);
+                plan.module_of.remove(&n);
+                left_out.insert(n);
+                errors.push(e);
+            }
+            continue;
+        }
+        let Some(cycle) = find_cycle(&plan) else {
             break;
-        }
-        for (n, e) in bad {
-            plan.services.remove(&n);
-            plan.module_of.remove(&n);
-            errors.push(e);
-        }
-    }
-    // Cycles.
-    while let Some(cycle) = find_cycle(&plan) {
+        };
         let first = &plan.services[&cycle[0]];
         errors.push(ConfigError::new(
             ErrorKind::Cycle,
@@ -1099,6 +1127,7 @@ pub fn build(modules: &[ModuleResult]) -> (Plan, Vec<ConfigError>) {
         for n in cycle {
             plan.services.remove(&n);
             plan.module_of.remove(&n);
+            left_out.insert(n);
         }
     }
     (plan, errors)

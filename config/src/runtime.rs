@@ -927,10 +927,14 @@ impl Runtime {
         };
         let secs = |v: &Option<Value>| -> Option<Duration> {
             match v {
+                // At most 1e9 s (31 years: forever for an init);
+                // Duration::from_secs_f64 panics past u64 seconds.
                 Some(Value::Number(n)) if *n >= 0.0 && n.is_finite() => {
-                    Some(Duration::from_secs_f64(*n))
+                    Some(Duration::from_secs_f64(n.min(1e9)))
                 }
-                Some(Value::Integer(i)) if *i >= 0 => Some(Duration::from_secs(*i as u64)),
+                Some(Value::Integer(i)) if *i >= 0 => {
+                    Some(Duration::from_secs((*i as u64).min(1_000_000_000)))
+                }
                 _ => None,
             }
         };
@@ -1158,11 +1162,31 @@ impl Runtime {
         let mut out = Vec::new();
         for d in decls.sequence_values::<Table>() {
             let d = d.map_err(internal)?;
+            let location: String = d.get("where").map_err(internal)?;
+            // Kind and name come from the module (`network["..."]`, a
+            // service's name): bytes that are not UTF-8 are the module's
+            // error, not moonlit's.
+            let text = |field: &str| -> Result<Option<String>, ConfigError> {
+                let Some(s) = d.get::<Option<mlua::LuaString>>(field).map_err(internal)? else {
+                    return Ok(None);
+                };
+                match s.to_str() {
+                    Ok(t) => Ok(Some(t.to_string())),
+                    Err(_) => Err(ConfigError::new(
+                        ErrorKind::Schema,
+                        name,
+                        format!(
+                            "{location}: declaration {field} \"{}\" is not valid UTF-8",
+                            s.to_string_lossy()
+                        ),
+                    )),
+                }
+            };
             out.push(RawDecl {
-                kind: d.get("kind").map_err(internal)?,
-                name: d.get("name").map_err(internal)?,
+                kind: text("kind")?.unwrap_or_default(),
+                name: text("name")?,
                 body: d.get("body").map_err(internal)?,
-                location: d.get("where").map_err(internal)?,
+                location,
             });
         }
         let mut libs = Vec::new();

@@ -367,6 +367,10 @@ fn seconds(key: &str, v: &Value) -> Result<Duration, String> {
             ))
         }
     };
+    // Duration::from_secs_f64 panics past u64 seconds.
+    if s > 1e9 {
+        return Err(format!("timer.{key} must be at most 1e9 seconds, got {s}"));
+    }
     Ok(Duration::from_secs_f64(s))
 }
 

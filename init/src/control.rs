@@ -208,6 +208,7 @@ impl Control {
             return Incoming::Closed;
         };
         let mut buf = [0u8; 8192];
+        let mut eof = false;
         loop {
             match rustix::io::read(&c.fd, &mut buf) {
                 Ok(0) => {
@@ -216,6 +217,7 @@ impl Control {
                     if c.follow.is_some() || !c.answered && c.inbuf.is_empty() {
                         return Incoming::Closed;
                     }
+                    eof = true;
                     break;
                 }
                 Ok(n) => {
@@ -242,13 +244,21 @@ impl Control {
         if c.answered {
             return Incoming::Nothing;
         }
-        let Some(pos) = c.inbuf.iter().position(|b| *b == b'\n') else {
-            return Incoming::Nothing;
+        let line: Vec<u8> = match c.inbuf.iter().position(|b| *b == b'\n') {
+            Some(pos) => {
+                let mut l: Vec<u8> = c.inbuf.drain(..=pos).collect();
+                l.pop();
+                l
+            }
+            // End of stream ends the line: a client that half-closed after
+            // a request without its newline is answered now, not dropped
+            // silently at the request timeout.
+            None if eof => std::mem::take(&mut c.inbuf),
+            None => return Incoming::Nothing,
         };
-        let line: Vec<u8> = c.inbuf.drain(..=pos).collect();
         c.answered = true;
-        let parsed: Result<Value, String> = serde_json::from_slice(&line[..line.len() - 1])
-            .map_err(|e| format!("malformed request: {e}"));
+        let parsed: Result<Value, String> =
+            serde_json::from_slice(&line).map_err(|e| format!("malformed request: {e}"));
         match parsed {
             Ok(v) if !v.is_object() => {
                 self.fail(id, "malformed request: expected a JSON object");

@@ -89,7 +89,11 @@ fn install_panic_hook() {
 /// Kernel command line as `key=value` pairs (double quotes group words; a
 /// bare word maps to "").
 fn kernel_cmdline() -> Vec<(String, String)> {
-    let text = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    parse_kernel_cmdline(&std::fs::read_to_string("/proc/cmdline").unwrap_or_default())
+}
+
+/// The pairs of a kernel command line's text.
+fn parse_kernel_cmdline(text: &str) -> Vec<(String, String)> {
     moonlit_sys::util::split_cmdline(text.trim())
         .into_iter()
         .map(|w| match w.split_once('=') {
@@ -192,7 +196,8 @@ fn handover_boot(fd: &str, rest: &[String], mask: &SigSet) -> ! {
     let h = fd
         .parse::<std::os::fd::RawFd>()
         .map_err(|_| format!("bad --handover descriptor '{fd}'"))
-        .and_then(init::reexec::read_handover);
+        .and_then(init::reexec::read_handover)
+        .and_then(|h| h.check().map(|()| h));
     let h = match h {
         Ok(h) => h,
         Err(e) => {
@@ -678,4 +683,71 @@ fn main() {
         None => usage_error("no command"),
     };
     std::process::exit(code);
+}
+
+/// Fuzzing the kernel command line as the init reads it (the words are
+/// `split_cmdline`'s, fuzzed in syscall-bindings/tests/fuzz_inputs.rs).
+#[cfg(test)]
+mod cmdline_fuzz {
+    use super::parse_kernel_cmdline;
+
+    #[test]
+    fn command_lines_become_key_value_pairs() {
+        let seed = std::env::var("MOONLIT_FUZZ_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0x6d6f6f6e);
+        let n = 20_000
+            * std::env::var("MOONLIT_FUZZ_SCALE")
+                .ok()
+                .and_then(|s| s.parse::<usize>().ok())
+                .unwrap_or(1);
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let kv =
+            parse_kernel_cmdline("console=ttyS0 moonlit.config=\"/a b\" moonlit.debug x==y =z\n");
+        assert_eq!(
+            kv,
+            [
+                ("console".to_string(), "ttyS0".to_string()),
+                ("moonlit.config".into(), "/a b".into()),
+                ("moonlit.debug".into(), String::new()),
+                ("x".into(), "=y".into()),
+                (String::new(), "z".into()),
+            ]
+        );
+        let alpha = ['a', '=', ' ', '"', '.', '\t', '\n', 'm', '\u{a0}', '\0'];
+        for _ in 0..n {
+            let text: String = (0..rng.usize(0..80))
+                .map(|_| {
+                    if rng.u8(0..16) == 0 {
+                        rng.char(..)
+                    } else {
+                        alpha[rng.usize(0..alpha.len())]
+                    }
+                })
+                .collect();
+            let kv = parse_kernel_cmdline(&text);
+            for (k, v) in &kv {
+                assert!(
+                    !k.contains('=') && !k.contains('"') && !v.contains('"'),
+                    "{text:?}: {kv:?}"
+                );
+            }
+            if !text.contains('"') {
+                let words: Vec<String> = text.split_whitespace().map(str::to_string).collect();
+                let back: Vec<String> = kv
+                    .iter()
+                    .zip(&words)
+                    .map(|((k, v), w)| {
+                        if w.contains('=') {
+                            format!("{k}={v}")
+                        } else {
+                            k.clone()
+                        }
+                    })
+                    .collect();
+                assert_eq!(back, words, "{text:?}");
+            }
+        }
+    }
 }

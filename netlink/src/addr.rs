@@ -197,7 +197,7 @@ pub(crate) fn ip_from(family: u8, b: &[u8]) -> Option<IpAddr> {
     }
 }
 
-fn ifaddrmsg(
+pub(crate) fn ifaddrmsg(
     family: u8,
     prefix: u8,
     scope: u8,

@@ -13,11 +13,9 @@ use neli::{
         rtnl::Rtm,
         socket::{Msg, NlFamily},
     },
-    nl::{NlPayload, Nlmsghdr},
+    nl::NlPayload,
     socket::NlSocket,
-    types::Buffer,
     utils::Groups,
-    FromBytes,
 };
 
 use crate::addr::{decode_addr, Address};
@@ -127,7 +125,7 @@ pub(crate) fn decode_datagram(bytes: &[u8], out: &mut Vec<Event>) -> Result<(), 
     };
     let mut c = Cursor::new(bytes);
     while (c.position() as usize) < bytes.len() {
-        let msg = Nlmsghdr::<Rtm, Buffer>::from_bytes(&mut c).map_err(|e| bad(e.to_string()))?;
+        let msg = crate::socket::next_message(&mut c).map_err(|m| bad(m.msg))?;
         let ty = u16::from(*msg.nl_type());
         if ty == NLMSG_OVERRUN {
             out.push(Event::Overrun);

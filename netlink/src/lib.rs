@@ -28,3 +28,6 @@ pub use plan::{apply, plan, resolv_conf, write_resolv_conf, Change, KernelState}
 pub use route::Route;
 pub use socket::Handle;
 pub use spec::{Decl, DnsSpec, NetworkSpec, SpecError};
+
+#[cfg(test)]
+mod fuzz_tests;

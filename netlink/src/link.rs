@@ -211,7 +211,12 @@ pub fn valid_ifname(name: &str) -> bool {
             .any(|b| b == b'/' || b == b':' || b.is_ascii_whitespace() || b == 0)
 }
 
-fn ifinfomsg(index: u32, flags: u32, change: u32, attrs: &Attrs) -> Result<Ifinfomsg, NetError> {
+pub(crate) fn ifinfomsg(
+    index: u32,
+    flags: u32,
+    change: u32,
+    attrs: &Attrs,
+) -> Result<Ifinfomsg, NetError> {
     IfinfomsgBuilder::default()
         .ifi_family(RtAddrFamily::Unspecified)
         .ifi_index(index as i32)

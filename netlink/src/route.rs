@@ -113,7 +113,7 @@ impl fmt::Display for Route {
     }
 }
 
-fn rtmsg(r: &Route, deleting: bool) -> Result<Rtmsg, NetError> {
+pub(crate) fn rtmsg(r: &Route, deleting: bool) -> Result<Rtmsg, NetError> {
     let mut a = Attrs::new();
     let dst_len = match &r.dst {
         Some(d) if d.prefix > 0 => {

@@ -26,7 +26,7 @@ use neli::{
     FromBytes, Size, ToBytes,
 };
 
-use crate::consts::NLMSG_DONE;
+use crate::consts::{NLMSG_DONE, NLMSG_ERROR};
 use crate::error::NetError;
 
 /// One decoded message of a reply: its type and the bytes after the nlmsghdr.
@@ -149,53 +149,8 @@ impl Handle {
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(socket_err(op, target, SocketError::from(e))),
             };
-            let mut cur = Cursor::new(&self.inbuf[..n]);
-            while (cur.position() as usize) < n {
-                let msg = Nlmsghdr::<Rtm, Buffer>::from_bytes(&mut cur)
-                    .map_err(|e| socket_err(op, target, e.into()))?;
-                if *msg.nl_seq() != seq {
-                    continue; // a late reply to an earlier, abandoned request
-                }
-                if msg.nl_flags().contains(NlmF::DUMP_INTR) {
-                    intr = true;
-                }
-                match msg.nl_payload() {
-                    NlPayload::Ack(_) => return Ok((out, intr)),
-                    NlPayload::Err(e) => {
-                        let ext = e
-                            .ext_ack()
-                            .get_attr_handle()
-                            .get_attr_payload_as_with_len::<String>(NlmsgerrAttr::Msg)
-                            .ok()
-                            .map(|s| s.trim_end_matches('\0').to_string());
-                        return Err(NetError::Kernel {
-                            op,
-                            target: target.to_string(),
-                            errno: e.error().saturating_neg(),
-                            ext,
-                        });
-                    }
-                    NlPayload::DumpExtAck(a) => {
-                        if *a.error() != 0 {
-                            return Err(NetError::Kernel {
-                                op,
-                                target: target.to_string(),
-                                errno: a.error().saturating_neg(),
-                                ext: None,
-                            });
-                        }
-                        return Ok((out, intr));
-                    }
-                    NlPayload::Empty => {
-                        if u16::from(*msg.nl_type()) == NLMSG_DONE {
-                            return Ok((out, intr));
-                        }
-                    }
-                    NlPayload::Payload(p) => out.push(Reply {
-                        ty: u16::from(*msg.nl_type()),
-                        payload: p.as_ref().to_vec(),
-                    }),
-                }
+            if take_datagram(&self.inbuf[..n], seq, &mut out, &mut intr, op, target)? {
+                return Ok((out, intr));
             }
         }
     }
@@ -244,6 +199,171 @@ impl Handle {
             }
         }
     }
+}
+
+/// A message of a datagram that cannot be parsed.
+#[derive(Debug)]
+pub(crate) struct Malformed {
+    pub msg: String,
+    pub seq: u32,
+    /// An NLMSG_ERROR's code (negative errno), when the message was one.
+    pub code: Option<i32>,
+}
+
+/// The next message of a datagram. Its lengths are checked first: neli's
+/// parser subtracts header sizes from them unchecked (a header length
+/// below 16, an error message's embedded request longer than the message,
+/// or a DONE with NLM_F_MULTI and less than an error's size before more
+/// messages panicked in a debug build and wrapped in a release one).
+pub(crate) fn next_message(cur: &mut Cursor<&[u8]>) -> Result<Nlmsghdr<Rtm, Buffer>, Malformed> {
+    let bytes = *cur.get_ref();
+    let at = cur.position() as usize;
+    let rest = bytes.get(at..).unwrap_or_default();
+    let u32_at = |b: &[u8], i: usize| {
+        b.get(i..i + 4)
+            .and_then(|x| x.try_into().ok())
+            .map(u32::from_ne_bytes)
+    };
+    let u16_at = |b: &[u8], i: usize| {
+        b.get(i..i + 2)
+            .and_then(|x| x.try_into().ok())
+            .map(u16::from_ne_bytes)
+    };
+    let bad = |msg: String, seq: u32, code: Option<i32>| Malformed { msg, seq, code };
+    let (Some(len), Some(ty), Some(flags), Some(seq)) = (
+        u32_at(rest, 0),
+        u16_at(rest, 4),
+        u16_at(rest, 6),
+        u32_at(rest, 8),
+    ) else {
+        return Err(bad(
+            format!("truncated message header ({} bytes)", rest.len()),
+            0,
+            None,
+        ));
+    };
+    if len < 16 || len as usize > rest.len() {
+        return Err(bad(
+            format!(
+                "message length {len} out of range (header 16, {} bytes left)",
+                rest.len()
+            ),
+            seq,
+            None,
+        ));
+    }
+    let payload = &rest[16..len as usize];
+    const MULTI: u16 = 0x2;
+    match ty {
+        NLMSG_ERROR => {
+            let code = u32_at(payload, 0).map(|c| c as i32);
+            let inner = u32_at(payload, 4);
+            let fits = match (code, inner) {
+                (Some(0), Some(_)) => payload.len() >= 20,
+                (Some(_), Some(n)) => n >= 16 && 4 + (n as usize).div_ceil(4) * 4 <= payload.len(),
+                _ => false,
+            };
+            if !fits {
+                return Err(bad(
+                    format!("malformed error message ({} bytes)", payload.len()),
+                    seq,
+                    code,
+                ));
+            }
+        }
+        NLMSG_DONE
+            if flags & MULTI != 0 && at + (len as usize) < bytes.len() && payload.len() < 20 =>
+        {
+            return Err(bad("malformed DONE message".into(), seq, None));
+        }
+        _ => {}
+    }
+    Nlmsghdr::<Rtm, Buffer>::from_bytes(cur).map_err(|e| bad(e.to_string(), seq, None))
+}
+
+/// Reads one datagram of replies to `seq` into `out`: true once it holds
+/// the request's end (ACK, DONE or the error that ends it). Messages for
+/// other sequence numbers (late replies to abandoned requests) are skipped.
+pub(crate) fn take_datagram(
+    bytes: &[u8],
+    seq: u32,
+    out: &mut Vec<Reply>,
+    intr: &mut bool,
+    op: &'static str,
+    target: &dyn Display,
+) -> Result<bool, NetError> {
+    let n = bytes.len();
+    let mut cur = Cursor::new(bytes);
+    while (cur.position() as usize) < n {
+        let msg = match next_message(&mut cur) {
+            Ok(m) => m,
+            // An error answer to this request whose layout neli cannot take
+            // still says what failed.
+            Err(Malformed {
+                seq: s,
+                code: Some(code),
+                ..
+            }) if s == seq && code != 0 => {
+                return Err(NetError::Kernel {
+                    op,
+                    target: target.to_string(),
+                    errno: code.saturating_neg(),
+                    ext: None,
+                })
+            }
+            Err(m) => {
+                return Err(NetError::Decode {
+                    op,
+                    target: target.to_string(),
+                    msg: m.msg,
+                })
+            }
+        };
+        if *msg.nl_seq() != seq {
+            continue; // a late reply to an earlier, abandoned request
+        }
+        if msg.nl_flags().contains(NlmF::DUMP_INTR) {
+            *intr = true;
+        }
+        match msg.nl_payload() {
+            NlPayload::Ack(_) => return Ok(true),
+            NlPayload::Err(e) => {
+                let ext = e
+                    .ext_ack()
+                    .get_attr_handle()
+                    .get_attr_payload_as_with_len::<String>(NlmsgerrAttr::Msg)
+                    .ok()
+                    .map(|s| s.trim_end_matches('\0').to_string());
+                return Err(NetError::Kernel {
+                    op,
+                    target: target.to_string(),
+                    errno: e.error().saturating_neg(),
+                    ext,
+                });
+            }
+            NlPayload::DumpExtAck(a) => {
+                if *a.error() != 0 {
+                    return Err(NetError::Kernel {
+                        op,
+                        target: target.to_string(),
+                        errno: a.error().saturating_neg(),
+                        ext: None,
+                    });
+                }
+                return Ok(true);
+            }
+            NlPayload::Empty => {
+                if u16::from(*msg.nl_type()) == NLMSG_DONE {
+                    return Ok(true);
+                }
+            }
+            NlPayload::Payload(p) => out.push(Reply {
+                ty: u16::from(*msg.nl_type()),
+                payload: p.as_ref().to_vec(),
+            }),
+        }
+    }
+    Ok(false)
 }
 
 /// A list of rtnetlink attributes under construction (type, payload bytes).

@@ -47,13 +47,28 @@ pub enum KmodError {
         /// Its dependency.
         dep: String,
     },
+    /// Dependencies nested deeper than any real module tree's.
+    #[error(
+        "module '{module}': dependencies nested deeper than {limit} levels (a broken modules.dep?)"
+    )]
+    TooDeep {
+        /// The module asked for.
+        module: String,
+        /// The limit.
+        limit: usize,
+    },
 }
+
+/// How deep dependencies may nest (real trees: under 10). The walk is
+/// recursive: this bounds its stack.
+pub const MAX_DEPTH: usize = 256;
 
 impl KmodError {
     fn errno(&self) -> i32 {
         match self {
             KmodError::Read { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
             KmodError::NotFound { .. } | KmodError::MissingDep { .. } => libc::ENOENT,
+            KmodError::TooDeep { .. } => libc::ELOOP,
         }
     }
 }
@@ -93,17 +108,53 @@ pub fn name_of_path(path: &str) -> String {
 }
 
 /// shell-style glob (`*`, `?`, `[...]`), as modules.alias uses.
+///
+/// Iterative, backtracking only to the last `*`: O(pattern x text) (the
+/// recursive form was exponential in the number of stars).
 pub fn glob(pat: &[u8], s: &[u8]) -> bool {
-    match pat.first() {
-        None => s.is_empty(),
-        Some(b'*') => (0..=s.len()).any(|i| glob(&pat[1..], &s[i..])),
-        Some(b'?') => !s.is_empty() && glob(&pat[1..], &s[1..]),
-        Some(b'[') => {
-            let Some(end) = pat.iter().skip(1).position(|&c| c == b']').map(|e| e + 1) else {
-                return s.first() == Some(&b'[') && glob(&pat[1..], &s[1..]);
+    let (mut p, mut i) = (0, 0);
+    // After the last `*` seen: where the pattern resumes, and the text
+    // position the star's match currently ends at.
+    let mut star: Option<(usize, usize)> = None;
+    while i < s.len() {
+        if pat.get(p) == Some(&b'*') {
+            star = Some((p + 1, i));
+            p += 1;
+            continue;
+        }
+        if let Some(next) = glob_one(pat, p, s[i]) {
+            p = next;
+            i += 1;
+            continue;
+        }
+        match star {
+            // Let the star take one more character and try again.
+            Some((sp, si)) => {
+                star = Some((sp, si + 1));
+                p = sp;
+                i = si + 1;
+            }
+            None => return false,
+        }
+    }
+    pat[p.min(pat.len())..].iter().all(|&c| c == b'*')
+}
+
+/// Whether the pattern element at `p` (not a `*`) matches `c`; the index
+/// of the next element if so.
+fn glob_one(pat: &[u8], p: usize, c: u8) -> Option<usize> {
+    match *pat.get(p)? {
+        b'?' => Some(p + 1),
+        b'[' => {
+            let Some(end) = pat[p + 1..]
+                .iter()
+                .position(|&x| x == b']')
+                .map(|e| p + 1 + e)
+            else {
+                // No closing bracket: a literal '['.
+                return (c == b'[').then_some(p + 1);
             };
-            let Some(&c) = s.first() else { return false };
-            let set = &pat[1..end];
+            let set = &pat[p + 1..end];
             let (neg, set) = match set.first() {
                 Some(b'!') | Some(b'^') => (true, &set[1..]),
                 _ => (false, set),
@@ -119,9 +170,9 @@ pub fn glob(pat: &[u8], s: &[u8]) -> bool {
                     i += 1;
                 }
             }
-            hit != neg && glob(&pat[end + 1..], &s[1..])
+            (hit != neg).then_some(end + 1)
         }
-        Some(&p) => s.first() == Some(&p) && glob(&pat[1..], &s[1..]),
+        x => (x == c).then_some(p + 1),
     }
 }
 
@@ -242,7 +293,14 @@ impl ModDb {
         soft: bool,
         seen: &mut HashSet<String>,
         out: &mut Vec<Load>,
+        depth: usize,
     ) -> Result<(), KmodError> {
+        if depth > MAX_DEPTH {
+            return Err(KmodError::TooDeep {
+                module: name.to_string(),
+                limit: MAX_DEPTH,
+            });
+        }
         if !seen.insert(name.to_string()) {
             // Planned already as a soft dependency, needed for real now:
             // its failure must count.
@@ -267,7 +325,7 @@ impl ModDb {
             .get(name)
             .map(|(a, b)| (a.as_slice(), b.as_slice()))
             .unwrap_or_default();
-        self.visit_soft(pre, seen, out);
+        self.visit_soft(pre, seen, out, depth + 1);
         for d in deps {
             let dn = name_of_path(d);
             if !self.deps.contains_key(&dn) {
@@ -276,20 +334,26 @@ impl ModDb {
                     dep: dn,
                 });
             }
-            self.visit(&dn, soft, seen, out)?;
+            self.visit(&dn, soft, seen, out, depth + 1)?;
         }
         out.push(Load {
             path: self.dir.join(path),
             soft,
             target: false,
         });
-        self.visit_soft(post, seen, out);
+        self.visit_soft(post, seen, out, depth + 1);
         Ok(())
     }
 
     /// Soft dependencies: each one (a name or an alias) with its own
     /// dependencies if all of them resolve, else left out.
-    fn visit_soft(&self, names: &[String], seen: &mut HashSet<String>, out: &mut Vec<Load>) {
+    fn visit_soft(
+        &self,
+        names: &[String],
+        seen: &mut HashSet<String>,
+        out: &mut Vec<Load>,
+        depth: usize,
+    ) {
         for s in names {
             let Ok(modules) = self.names(s) else {
                 continue;
@@ -297,7 +361,10 @@ impl ModDb {
             for m in modules {
                 let mut try_seen = seen.clone();
                 let mut try_out = Vec::new();
-                if self.visit(&m, true, &mut try_seen, &mut try_out).is_ok() {
+                if self
+                    .visit(&m, true, &mut try_seen, &mut try_out, depth)
+                    .is_ok()
+                {
                     *seen = try_seen;
                     out.append(&mut try_out);
                 }
@@ -341,7 +408,7 @@ impl ModDb {
         let mut seen = HashSet::new();
         let mut out = Vec::new();
         for m in self.names(name)? {
-            self.visit(&m, false, &mut seen, &mut out)?;
+            self.visit(&m, false, &mut seen, &mut out, 0)?;
             if let Some((path, _)) = self.deps.get(&m) {
                 let p = self.dir.join(path);
                 if let Some(l) = out.iter_mut().find(|l| l.path == p) {

@@ -24,9 +24,12 @@ pub fn unescape_mount_field(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
+        // Three octal digits of a byte (at most \\377; anything else is
+        // kept as it is: "\\777" overflowed a byte).
         if b[i] == b'\\'
             && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+            && (b'0'..=b'3').contains(&b[i + 1])
+            && b[i + 2..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
         {
             let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
             out.push(v);
@@ -56,7 +59,10 @@ pub struct MountEntry {
 pub fn parse_mounts(text: &str) -> Vec<MountEntry> {
     text.lines()
         .filter_map(|l| {
-            let mut w = l.split_whitespace();
+            // Fields are separated by single spaces; the kernel escapes
+            // space, tab, newline and backslash in them, nothing else (a
+            // Unicode space in a path is part of it).
+            let mut w = l.split(' ').filter(|f| !f.is_empty());
             Some(MountEntry {
                 source: unescape_mount_field(w.next()?),
                 target: unescape_mount_field(w.next()?),

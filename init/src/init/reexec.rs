@@ -167,6 +167,9 @@ pub fn handover_check(arg: Option<&str>) -> i32 {
 
 /// Reads and parses the handover document from descriptor `fd`.
 pub fn read_handover(fd: RawFd) -> Result<Handover, String> {
+    if fd < 0 || !crate::sys::fd_is_open(fd) {
+        return Err(format!("handover descriptor {fd} is not open"));
+    }
     let owned = crate::sys::own_fd(fd);
     let mut buf = Vec::new();
     let mut off = 0u64;
@@ -194,6 +197,72 @@ pub fn read_handover(fd: RawFd) -> Result<Handover, String> {
 }
 
 impl Handover {
+    /// Every descriptor number the document hands over, with what it is.
+    fn descriptors(&self) -> Vec<(String, RawFd)> {
+        let mut out = Vec::new();
+        out.extend(
+            self.control_fd
+                .map(|fd| ("the control socket".to_string(), fd)),
+        );
+        out.extend(
+            self.reply_fd
+                .map(|fd| ("the asking client".to_string(), fd)),
+        );
+        for l in &self.logs {
+            out.push((format!("{}'s log pipe (read end)", l.service), l.read_fd));
+            out.push((format!("{}'s log pipe (write end)", l.service), l.write_fd));
+        }
+        for sk in &self.sockets {
+            out.push((format!("{}'s socket", sk.service), sk.fd));
+        }
+        out
+    }
+
+    /// Checks, before anything is adopted, that the descriptors the
+    /// document names are open, above stdio and each named once: taking
+    /// ownership of another number would close what this image itself
+    /// holds (or abort on a descriptor that is not there).
+    pub fn check_descriptors(&self) -> Result<(), String> {
+        let mut seen: BTreeMap<RawFd, String> = BTreeMap::new();
+        for (what, fd) in self.descriptors() {
+            if fd < 3 {
+                return Err(format!("{what}: descriptor {fd} cannot be handed over"));
+            }
+            if let Some(prev) = seen.insert(fd, what.clone()) {
+                return Err(format!(
+                    "descriptor {fd} is handed over twice: {prev} and {what}"
+                ));
+            }
+            if !crate::sys::fd_is_open(fd) {
+                return Err(format!("{what}: descriptor {fd} is not open"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the process ids the document names: none may be 1 (this
+    /// image, or the host's init in user mode; signalled as a process
+    /// group, -1 is every process) or beyond a pid's range.
+    pub fn check_pids(&self) -> Result<(), String> {
+        let services = self
+            .services
+            .iter()
+            .filter_map(|s| s.state.pid().map(|p| (s.spec.name.as_str(), p)));
+        let instances = self.socket_instances.iter().map(|(p, n)| (n.as_str(), *p));
+        for (name, pid) in services.chain(instances) {
+            if pid == 1 || pid > i32::MAX as u32 {
+                return Err(format!("{name}: pid {pid} cannot be adopted"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Everything checked before adoption: descriptors and pids.
+    pub fn check(&self) -> Result<(), String> {
+        self.check_descriptors()?;
+        self.check_pids()
+    }
+
     pub fn options(&self) -> Options {
         Options {
             mode: mode_from(&self.mode),
@@ -738,5 +807,357 @@ mod tests {
             .err()
             .expect("refused");
         assert!(e.contains("parsing the handover"), "{e}");
+    }
+}
+
+/// Fuzzing the handover document: mutated real documents (the oldest
+/// format-1 fixture, a format-4 document written by this binary's own
+/// serializer) into `read_handover`, the descriptor check, the options,
+/// a round trip and `Supervisor::restore`; random words into
+/// `--handover-check`. The real adoption path (the binary as PID 1 with a
+/// mutated document) is `init/tests/fuzz_handover.rs`.
+///
+/// Short pass: 2,000 documents. `MOONLIT_FUZZ_SCALE=N` multiplies;
+/// `MOONLIT_FUZZ_SEED` replays.
+#[cfg(test)]
+pub(crate) mod fuzz {
+    use super::*;
+    use std::os::fd::IntoRawFd;
+
+    fn env_u64(name: &str) -> Option<u64> {
+        std::env::var(name).ok().and_then(|s| s.parse().ok())
+    }
+
+    fn memfd_with(bytes: &[u8]) -> RawFd {
+        let fd = rustix::fs::memfd_create("fuzz-handover", rustix::fs::MemfdFlags::CLOEXEC)
+            .expect("memfd");
+        let mut off = 0;
+        while off < bytes.len() {
+            off += rustix::io::write(&fd, &bytes[off..]).expect("write");
+        }
+        fd.into_raw_fd()
+    }
+
+    /// The seeds: every document of the corpus directory, and a format-4
+    /// document with what later formats added.
+    pub(crate) fn seeds() -> Vec<String> {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/fuzz_handover");
+        let mut out: Vec<String> = std::fs::read_dir(&dir)
+            .expect("corpus dir")
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+            .map(|e| std::fs::read_to_string(e.path()).expect("seed"))
+            .collect();
+        out.sort();
+        let mut h = read_handover(memfd_with(out[0].as_bytes())).expect("a readable seed");
+        h.format = FORMAT_VERSION;
+        h.reexecs = 3;
+        h.service_env.insert("TZ".into(), "UTC".into());
+        h.net_active = true;
+        h.net_owned.insert("v0".into());
+        h.socket_instances.push((42, "web".into()));
+        h.sockets.push(super::super::sockets::SocketHandover {
+            service: "web".into(),
+            spec: moonlit_config::sockets::SocketSpec {
+                listen: moonlit_config::sockets::parse_listen("/run/web.sock").expect("path"),
+                kind: Default::default(),
+                name: "web".into(),
+                backlog: 16,
+                mode: Some(0o660),
+                owner: None,
+                group: None,
+            },
+            fd: 9,
+        });
+        if let Some(web) = h.services.iter_mut().find(|s| s.spec.name == "web") {
+            web.spec.readiness = moonlit_config::plan::Readiness::Path {
+                path: "/run/w".into(),
+            };
+            web.spec.log_rotate = Some(moonlit_config::plan::LogRotate {
+                max_size: 1 << 20,
+                keep: 3,
+            });
+            web.spec.limits.insert(
+                "nofile".into(),
+                moonlit_config::plan::Limit {
+                    soft: Some(10),
+                    hard: None,
+                },
+            );
+        }
+        out.push(serde_json::to_string_pretty(&h).expect("serialize"));
+        out
+    }
+
+    pub(crate) struct Mutator {
+        pub rng: fastrand::Rng,
+    }
+
+    impl Mutator {
+        fn value(&mut self, depth: u32) -> Value {
+            match self.rng.u8(0..if depth == 0 { 9 } else { 11 }) {
+                0 => Value::Null,
+                1 => json!(self.rng.bool()),
+                2 => json!(-1),
+                3 => json!(u64::MAX),
+                4 => json!(i64::MIN),
+                5 => json!(self.rng.i32(-5..200)),
+                6 => json!(1e308),
+                7 => json!("x".repeat(self.rng.usize(0..100))),
+                8 => json!(
+                    ["sandbox", "system", "user", "container", "", "\u{0}"][self.rng.usize(0..6)]
+                ),
+                9 => Value::Array(
+                    (0..self.rng.usize(0..4))
+                        .map(|_| self.value(depth - 1))
+                        .collect(),
+                ),
+                _ => {
+                    let mut m = serde_json::Map::new();
+                    for _ in 0..self.rng.usize(0..4) {
+                        m.insert(
+                            ["secs", "nanos", "Exited", "Running", "pid", "name", "fd"]
+                                [self.rng.usize(0..7)]
+                            .into(),
+                            self.value(depth - 1),
+                        );
+                    }
+                    Value::Object(m)
+                }
+            }
+        }
+
+        /// One structural change at a random node of the document.
+        fn mutate_tree(&mut self, v: &mut Value, depth: u32) {
+            let descend = depth < 12 && self.rng.u8(0..3) != 0;
+            match v {
+                Value::Object(m) if !m.is_empty() && descend => {
+                    let k = m
+                        .keys()
+                        .nth(self.rng.usize(0..m.len()))
+                        .cloned()
+                        .unwrap_or_default();
+                    if let Some(c) = m.get_mut(&k) {
+                        self.mutate_tree(c, depth + 1);
+                    }
+                }
+                Value::Array(a) if !a.is_empty() && descend => {
+                    let i = self.rng.usize(0..a.len());
+                    self.mutate_tree(&mut a[i], depth + 1);
+                }
+                Value::Object(m) if !m.is_empty() && self.rng.bool() => {
+                    let k = m
+                        .keys()
+                        .nth(self.rng.usize(0..m.len()))
+                        .cloned()
+                        .unwrap_or_default();
+                    if self.rng.bool() {
+                        m.remove(&k);
+                    } else {
+                        m.insert(format!("{k}_"), self.value(2));
+                    }
+                }
+                Value::Array(a) if !a.is_empty() && self.rng.bool() => {
+                    let i = self.rng.usize(0..a.len());
+                    let c = a[i].clone();
+                    if self.rng.bool() {
+                        a.push(c);
+                    } else {
+                        a.remove(i);
+                    }
+                }
+                _ => *v = self.value(2),
+            }
+        }
+
+        pub(crate) fn document(&mut self, seeds: &[String]) -> Vec<u8> {
+            let seed = &seeds[self.rng.usize(0..seeds.len())];
+            let mut v: Value = serde_json::from_str(seed).expect("seed json");
+            for _ in 0..self.rng.usize(1..4) {
+                self.mutate_tree(&mut v, 0);
+            }
+            let mut b = serde_json::to_vec(&v).expect("json");
+            if self.rng.u8(0..5) == 0 {
+                for _ in 0..self.rng.usize(1..4) {
+                    if b.is_empty() {
+                        break;
+                    }
+                    let i = self.rng.usize(0..b.len());
+                    match self.rng.u8(0..4) {
+                        0 => b[i] = self.rng.u8(..),
+                        1 => {
+                            b.remove(i);
+                        }
+                        2 => b.truncate(i),
+                        _ => b.insert(i, b"{}[],:\"\\"[self.rng.usize(0..8)]),
+                    }
+                }
+            }
+            b
+        }
+    }
+
+    /// What one document gives: refused with a reason, or a handover
+    /// that survives everything done with it before adoption.
+    fn check(doc: &[u8]) -> Result<&'static str, String> {
+        match read_handover(memfd_with(doc)) {
+            Err(e) => {
+                if e.starts_with("parsing the handover")
+                    || e.starts_with("handover format")
+                    || e.starts_with("reading the handover")
+                {
+                    Ok("refused")
+                } else {
+                    Err(format!("unclear refusal: {e}"))
+                }
+            }
+            Ok(h) => {
+                if let Err(e) = h.check() {
+                    if !e.contains("descriptor") && !e.contains("cannot be adopted") {
+                        return Err(format!("unclear refusal before adoption: {e}"));
+                    }
+                }
+                let _ = h.options();
+                let text = serde_json::to_string(&h).map_err(|e| format!("re-serialize: {e}"))?;
+                let back: Handover =
+                    serde_json::from_str(&text).map_err(|e| format!("round trip: {e}"))?;
+                let sup = crate::supervisor::Supervisor::restore(
+                    back.services,
+                    &moonlit_config::Plan::default(),
+                );
+                let _ = needed_format(&sup);
+                let _ =
+                    serde_json::to_string(&sup.services).map_err(|e| format!("services: {e}"))?;
+                Ok("parsed")
+            }
+        }
+    }
+
+    #[test]
+    fn mutated_handover_documents_are_refused_with_a_reason_or_parsed() {
+        let seed = env_u64("MOONLIT_FUZZ_SEED").unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("clock")
+                .as_nanos() as u64
+        });
+        let n = 2_000 * env_u64("MOONLIT_FUZZ_SCALE").unwrap_or(1);
+        eprintln!("fuzz_handover (in-process): MOONLIT_FUZZ_SEED={seed}, {n} documents");
+        let seeds = seeds();
+        for s in &seeds {
+            assert_eq!(check(s.as_bytes()), Ok("parsed"), "a seed must parse");
+        }
+        let mut m = Mutator {
+            rng: fastrand::Rng::with_seed(seed),
+        };
+        let (mut refused, mut parsed) = (0u64, 0u64);
+        for i in 0..n {
+            let doc = m.document(&seeds);
+            let r = std::panic::catch_unwind(|| check(&doc)).unwrap_or_else(|p| {
+                Err(format!(
+                    "panic: {}",
+                    p.downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_default()
+                ))
+            });
+            match r {
+                Ok("refused") => refused += 1,
+                Ok(_) => parsed += 1,
+                Err(e) => panic!(
+                    "document {i} (seed {seed}): {e}\n{}",
+                    String::from_utf8_lossy(&doc[..doc.len().min(4000)])
+                ),
+            }
+        }
+        eprintln!("fuzz_handover (in-process): {n} documents: {refused} refused, {parsed} parsed; 0 panics");
+        assert!(
+            refused > 0 && parsed > 0,
+            "the mutations reach both outcomes"
+        );
+        // --handover-check: any word gives 0, 1 or 2, and 0 only for a format this binary reads.
+        for _ in 0..200 {
+            let w: String = (0..m.rng.usize(0..12)).map(|_| m.rng.char(..)).collect();
+            let w = if m.rng.bool() {
+                m.rng.u64(..).to_string()
+            } else {
+                w
+            };
+            let code = handover_check(Some(&w));
+            let readable = w.parse::<u32>().is_ok_and(|v| v <= FORMAT_VERSION);
+            assert_eq!(code == 0, readable, "--handover-check {w:?} gave {code}");
+            assert!((0..=2).contains(&code));
+        }
+        assert_eq!(handover_check(None), 2);
+    }
+
+    /// Regressions: a negative or closed handover descriptor, and handed-over
+    /// numbers that are stdio, repeated or closed, are refused with a reason
+    /// (a negative number panicked in `OwnedFd::from_raw_fd`; stdio or a
+    /// repeated number would have been closed by the adoption).
+    #[test]
+    fn bad_descriptor_numbers_are_refused() {
+        let e = read_handover(-1).err().expect("refused");
+        assert!(e.contains("descriptor -1 is not open"), "{e}");
+        let e = read_handover(1 << 20).err().expect("refused");
+        assert!(e.contains("is not open"), "{e}");
+        let seeds = seeds();
+        let mut h = read_handover(memfd_with(seeds[0].as_bytes())).expect("seed");
+        h.control_fd = None;
+        h.reply_fd = None;
+        h.logs.clear();
+        h.sockets.clear();
+        assert_eq!(h.check_descriptors(), Ok(()));
+        h.control_fd = Some(1);
+        assert!(h
+            .check_descriptors()
+            .expect_err("stdio")
+            .contains("descriptor 1 cannot be handed over"));
+        let keep = memfd_with(b"x");
+        h.control_fd = Some(keep);
+        assert_eq!(h.check_descriptors(), Ok(()), "an open descriptor is fine");
+        h.reply_fd = Some(keep);
+        assert!(h
+            .check_descriptors()
+            .expect_err("twice")
+            .contains("handed over twice"));
+        h.reply_fd = None;
+        // A service's pid of 1 (signalled as a group: every process) or
+        // past a pid's range is refused too.
+        h.reply_fd = None;
+        let web = h
+            .services
+            .iter_mut()
+            .find(|s| s.spec.name == "web")
+            .expect("web");
+        web.state = crate::supervisor::State::Running { pid: 1, since: 0 };
+        assert!(h
+            .check()
+            .expect_err("pid 1")
+            .contains("web: pid 1 cannot be adopted"));
+        let web = h
+            .services
+            .iter_mut()
+            .find(|s| s.spec.name == "web")
+            .expect("web");
+        web.state = crate::supervisor::State::Running {
+            pid: u32::MAX,
+            since: 0,
+        };
+        assert!(h.check().is_err());
+        let web = h
+            .services
+            .iter_mut()
+            .find(|s| s.spec.name == "web")
+            .expect("web");
+        web.state = crate::supervisor::State::Running { pid: 4, since: 0 };
+        assert_eq!(h.check(), Ok(()));
+        drop(crate::sys::own_fd(keep));
+        assert!(h
+            .check_descriptors()
+            .expect_err("closed")
+            .contains("is not open"));
     }
 }

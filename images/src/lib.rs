@@ -9,6 +9,8 @@
 //! - [`oci`]: an OCI image layout (or one-file oci-archive) and a runc bundle
 //!   (rootfs + config.json) with moonlit as PID 1;
 //! - [`tar`], [`sha256`]: the layer archive and the blob digests of a layout;
+//! - [`powerloss`]: the checksummed records of the power-loss tests and
+//!   their scan (shared by the guest's writer and the host's checks);
 //! - [`qemu`]: the VM runner (TCG, serial console captured, user network with
 //!   a forwarded port, console markers, hard timeout);
 //! - [`host`]: finding the tools and the Debian kernel on the host.
@@ -21,6 +23,7 @@ pub mod disk;
 pub mod host;
 pub mod kmod;
 pub mod oci;
+pub mod powerloss;
 pub mod qemu;
 pub mod rootfs;
 pub mod sha256;

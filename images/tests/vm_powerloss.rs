@@ -187,7 +187,7 @@ fn reported(console: &str, word: &str, name: &str) -> u64 {
 /// The writer's read-back at boot: waits for `powerloss: verified`, then
 /// checks that it read exactly the files in `want`, each clean and with at
 /// least the records reported fsynced for it.
-fn check_guest_verify(vm: &Vm, want: &BTreeMap<String, u64>, when: &str) {
+fn check_guest_verify(vm: &Vm, want: &BTreeMap<String, u64>, when: &str) -> BTreeMap<String, u64> {
     let end = expect(vm, "powerloss: verified ", BOOT_TIMEOUT);
     let console = vm.console_range(0, end + 40);
     let count: Option<usize> = console[console.rfind("powerloss: verified ").unwrap_or(0)..]
@@ -200,6 +200,7 @@ fn check_guest_verify(vm: &Vm, want: &BTreeMap<String, u64>, when: &str) {
         "{when}: the guest read back a different number of record files:\n{}",
         vm.tail(40)
     );
+    let mut found = BTreeMap::new();
     for (name, k) in want {
         let pat = format!("powerloss: verify {name} ");
         let line = console
@@ -216,7 +217,9 @@ fn check_guest_verify(vm: &Vm, want: &BTreeMap<String, u64>, when: &str) {
             line.ends_with(" ok") && records >= *k,
             "{when}: after the guest kernel's journal replay, {name} holds {line}, but {k} records were reported fsynced"
         );
+        found.insert(name.clone(), records);
     }
+    found
 }
 
 /// Reads every record file of `want` from `img` with debugfs and checks it:
@@ -323,7 +326,8 @@ fn sigkill_at_a_random_point_loses_no_fsynced_record() {
             "powerloss-root: running on / = /dev/vda ext4 rw",
             BOOT_TIMEOUT,
         );
-        check_guest_verify(&vm, &want, &format!("round {r}, boot"));
+        let guest = check_guest_verify(&vm, &want, &format!("round {r}, boot"));
+        let guest_prev = guest.get(&format!("kill{}", r - 1)).copied();
         expect(
             &vm,
             &format!("powerloss: fsynced {name} 1 ok"),
@@ -351,10 +355,11 @@ fn sigkill_at_a_random_point_loses_no_fsynced_record() {
         let s = &scans[&name];
         delays.push(delay);
         println!(
-            "powerloss: kill round {r}: killed {} ms after record 1 (delay {delay} ms); reported fsynced {k}, found {} (+{} tail bytes) after e2fsck's {replay}; e2fsck -fn clean; earlier files intact; round {} ms",
+            "powerloss: kill round={r} delay_ms={delay} killed_after_ms={} reported={k} found={} tail={} guest_prev={} round_ms={} (e2fsprogs {replay}, then e2fsck -fn exit 0, superblock clean, earlier files intact)",
             ms(after),
             s.records,
             s.tail,
+            guest_prev.map_or("-".to_string(), |n| n.to_string()),
             ms(started.elapsed())
         );
     }
@@ -362,7 +367,6 @@ fn sigkill_at_a_random_point_loses_no_fsynced_record() {
     // boot): the guest kernel replays the journal, the writer reads every
     // file back and exits, which powers off.
     let mut vm = boot(&dir, &img, "");
-    check_guest_verify(&vm, &want, "final boot");
     expect(&vm, "powerloss: verify only; exiting", BOOT_TIMEOUT);
     expect_clean_poweroff(&mut vm);
     save_console(&dir, "final");
@@ -370,11 +374,14 @@ fn sigkill_at_a_random_point_loses_no_fsynced_record() {
         .unwrap_or_else(|e| panic!("after the final clean power-off the image is not clean: {e}"));
     check_host_files(&img, &want, "after the final power-off");
     delays.sort_unstable();
+    let final_guest = check_guest_verify(&vm, &want, "final boot");
     println!(
-        "powerloss: kill: {} rounds, delays (sorted, ms) {:?}, records reported {:?}",
+        "powerloss: kill done rounds={} delays_sorted_ms={delays:?} guest_last={}",
         rounds(),
-        delays,
-        want
+        final_guest
+            .get(&format!("kill{}", rounds()))
+            .copied()
+            .unwrap_or(0)
     );
 }
 
@@ -438,7 +445,7 @@ fn poweroff_while_writing_leaves_a_clean_fs() {
         let scans = check_host_files(&img, &want, &when);
         let s = &scans[&name];
         println!(
-            "powerloss: poweroff round {r}: asked {} ms after record 1 (delay {delay} ms) with {at_request} reported; {k} reported by the end, found {} (+{} tail bytes); e2fsck -fn exit 0, superblock clean; earlier files intact; round {} ms",
+            "powerloss: poweroff round={r} delay_ms={delay} asked_after_ms={} at_request={at_request} reported={k} found={} tail={} round_ms={} (e2fsck -fn exit 0, superblock clean, earlier files intact)",
             ms(requested),
             s.records,
             s.tail,
@@ -473,9 +480,11 @@ fn without_fsync_the_kill_loses_records() {
         vm.tail(20)
     );
     replay_on_copy(&img, &copy, "no-fsync control");
-    let found = disk::read_file(&copy, &format!("{DIR}/{name}.rec"))
-        .map(|d| powerloss::scan(name, &d).summary());
-    println!("powerloss: no-fsync control: {k} written, found {found:?}");
+    let found = match disk::read_file(&copy, &format!("{DIR}/{name}.rec")) {
+        Ok(d) => powerloss::scan(name, &d).summary(),
+        Err(_) => "no file (its directory entry was not on the disk either)".to_string(),
+    };
+    println!("powerloss: nofsync written={k} found: {found}");
     let mut want = BTreeMap::new();
     want.insert(name.to_string(), k);
     assert!(

@@ -24,10 +24,21 @@
 //!   qemu must exit after the kernel's power-down, `e2fsck -fn` must exit 0
 //!   with a clean superblock (no journal recovery left) and every record
 //!   reported fsynced must be there.
+//! - Two kinds of disk, alternating: odd rounds give qemu the image file
+//!   (what qemu wrote survives it in the host's page cache: the guest loses
+//!   its page cache and requests in flight), even rounds put it behind
+//!   `moonlit_images::nbd::CacheDisk`, a disk with a volatile write cache:
+//!   only FLUSH makes writes durable, and at the cut (qemu killed, or the
+//!   kernel's `reboot: Power down` seen) each cached write survives by a
+//!   seeded coin. Those rounds need the guest's flushes; the power-off rounds
+//!   also require the cache to be empty at the power-down.
 //! - `without_fsync_the_kill_loses_records` (negative control): the writer
 //!   skips every fsync; the same kill and checks must find reported records
 //!   missing. That shows the kill really drops what the guest had not
 //!   flushed, so the checks above can fail.
+//! - `without_barriers_the_cache_disk_loses_fsynced_records` (negative
+//!   control): with ext4 remounted `barrier=0` (no flushes), the cut of the
+//!   cache disk must lose fsynced records: the cache rounds can fail.
 //!
 //! Settings: `MOONLIT_POWER_ROUNDS` (default 3; the long pass is 20),
 //! `MOONLIT_POWER_SEED` (printed at the start of each test),
@@ -36,9 +47,8 @@
 //! `powerloss:` line with its figures; `bench/reliability/powerloss.sh`
 //! runs the long pass.
 //!
-//! Not simulated: the host's page cache is not lost with qemu, so this is
-//! the loss of everything volatile in the guest (page cache, in-flight
-//! requests), not of a disk's own write cache.
+//! Not simulated: tearing inside one write request (the cache keeps or
+//! loses a request whole), and a host crash.
 //!
 //! Needs root, qemu-system-x86_64, linux-image-amd64, busybox-static,
 //! e2fsprogs (mkfs.ext4, e2fsck, dumpe2fs, debugfs).
@@ -180,7 +190,7 @@ fn boot_cached(dir: &Path, img: &Path, append: &str, seed: u64) -> (Vm, CacheDis
 
 /// Odd rounds use the image file directly, even rounds the cache disk.
 fn cached_round(r: u64) -> bool {
-    r % 2 == 0
+    r.is_multiple_of(2)
 }
 
 fn cache_figures(st: &Stats) -> String {

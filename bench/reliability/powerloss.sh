@@ -20,7 +20,8 @@ end=$(date +%s)
 grep 'test result\|panicked\|FAILED' "$LOG" || true
 echo "rounds per test: $ROUNDS; wall time $((end - start)) s; raw output: $LOG"
 grep -o 'powerloss: [a-z]*: seed [0-9]*' "$LOG" || true
-# One line per round: "powerloss: kill round=1 delay_ms=... key=value ...".
+# One line per round: "powerloss: kill round=1 disk=file delay_ms=... key=value ...";
+# the cache-disk fields (flushes, cached_at_cut, ...) are in even rounds only.
 summary() { # $1 = kill | poweroff, $2.. = fields
   kind=$1; shift
   for f in "$@"; do
@@ -32,8 +33,8 @@ summary() { # $1 = kill | poweroff, $2.. = fields
               k, f, NR, v[1], v[int((NR + 1) / 2)], v[NR], s / NR }'
   done
 }
-summary kill delay_ms killed_after_ms reported found tail round_ms
-summary poweroff delay_ms asked_after_ms at_request reported found tail round_ms
+summary kill delay_ms killed_after_ms reported found tail round_ms flushes cached_at_cut lost_at_cut
+summary poweroff delay_ms asked_after_ms at_request reported found tail round_ms flushes cached_at_cut after_cut
 # Records beyond the last reported one (fsynced or written, not yet printed).
 for kind in kill poweroff; do
   grep "^powerloss: $kind round=" "$LOG" | awk -v k="$kind" '{
@@ -44,5 +45,5 @@ for kind in kill poweroff; do
                      if (k == "poweroff") printf "; records fsynced after the request: mean %.0f, min %d", ws / n, wm
                      printf "\n" } }'
 done
-grep '^powerloss: nofsync' "$LOG" || true
+grep -o '^powerloss: no[a-z]* .*outcome: [^:]*\|^powerloss: nofsync .*' "$LOG" || true
 exit "$status"

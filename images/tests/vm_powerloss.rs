@@ -29,9 +29,11 @@
 //!   its page cache and requests in flight), even rounds put it behind
 //!   `moonlit_images::nbd::CacheDisk`, a disk with a volatile write cache:
 //!   only FLUSH makes writes durable, and at the cut (qemu killed, or the
-//!   kernel's `reboot: Power down` seen) each cached write survives by a
+//!   line `moonlit: shutdown complete` seen) each cached write survives by a
 //!   seeded coin. Those rounds need the guest's flushes; the power-off rounds
-//!   also require the cache to be empty at the power-down.
+//!   also require the cache to be empty at the power-down. A second service
+//!   (`noise`) rewrites another file without fsync there, with writeback
+//!   after 0.5 s, so the cache holds unflushed writes when the power goes.
 //! - `without_fsync_the_kill_loses_records` (negative control): the writer
 //!   skips every fsync; the same kill and checks must find reported records
 //!   missing. That shows the kill really drops what the guest had not
@@ -228,8 +230,12 @@ fn reported(console: &str, word: &str, name: &str) -> u64 {
 /// checks that it read exactly the files in `want`, each clean and with at
 /// least the records reported fsynced for it.
 fn check_guest_verify(vm: &Vm, want: &BTreeMap<String, u64>, when: &str) -> BTreeMap<String, u64> {
-    let end = expect(vm, "powerloss: verified ", BOOT_TIMEOUT);
-    let console = vm.console_range(0, end + 40);
+    let at = expect(vm, "powerloss: verified ", BOOT_TIMEOUT);
+    // The whole line, not just its start (the console arrives in pieces).
+    let end = vm
+        .wait_for_from(at, " files", BOOT_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{when}: {e}"));
+    let console = vm.console_range(0, end);
     let count: Option<usize> = console[console.rfind("powerloss: verified ").unwrap_or(0)..]
         .split_whitespace()
         .nth(2)
@@ -366,6 +372,7 @@ fn sigkill_at_a_random_point_loses_no_fsynced_record() {
         let name = format!("kill{r}");
         let append = format!("powerloss.name={name}");
         let (mut vm, cache) = if cached_round(r) {
+            let append = format!("{append} powerloss.noise");
             let (vm, d) = boot_cached(&dir, &img, &append, rng.next());
             (vm, Some(d))
         } else {
@@ -463,6 +470,7 @@ fn poweroff_while_writing_leaves_a_clean_fs() {
         let name = format!("off{r}");
         let append = format!("powerloss.name={name} moonlit.rescue");
         let (mut vm, cache) = if cached_round(r) {
+            let append = format!("{append} powerloss.noise");
             let (vm, d) = boot_cached(&dir, &img, &append, rng.next());
             (vm, Some(d))
         } else {
@@ -504,9 +512,10 @@ fn poweroff_while_writing_leaves_a_clean_fs() {
                 "disk=file".to_string()
             }
             Some(d) => {
-                // The power goes when the kernel says so; what qemu sends
-                // after that (its own flush at exit) does not count.
-                expect(&vm, "reboot: Power down", POWEROFF_TIMEOUT);
+                // The power goes once moonlit says its shutdown is complete
+                // (its last sync is done; reboot(2) follows): what comes
+                // after, up to qemu's own flush at exit, does not count.
+                expect(&vm, "moonlit: shutdown complete in", POWEROFF_TIMEOUT);
                 d.cut()
                     .unwrap_or_else(|e| panic!("round {r}: the cut: {e}"));
                 expect_clean_poweroff(&mut vm);

@@ -20,7 +20,7 @@ end=$(date +%s)
 grep 'test result\|panicked\|FAILED' "$LOG" || true
 echo "rounds per test: $ROUNDS; wall time $((end - start)) s; raw output: $LOG"
 grep -o 'powerloss: [a-z]*: seed [0-9]*' "$LOG" || true
-# One line per round: "powerloss: kill round=1 disk=file delay_ms=... key=value ...";
+# Seeds, then one line per round: "powerloss: kill round=1 disk=file delay_ms=... key=value ...";
 # the cache-disk fields (flushes, cached_at_cut, ...) are in even rounds only.
 summary() { # $1 = kill | poweroff, $2.. = fields
   kind=$1; shift
@@ -45,5 +45,5 @@ for kind in kill poweroff; do
                      if (k == "poweroff") printf "; records fsynced after the request: mean %.0f, min %d", ws / n, wm
                      printf "\n" } }'
 done
-grep -o '^powerloss: no[a-z]* .*outcome: [^:]*\|^powerloss: nofsync .*' "$LOG" || true
+grep -o 'powerloss: nofsync .*\|powerloss: nobarrier .*outcome: [^:]*' "$LOG" || true
 exit "$status"

@@ -9,6 +9,10 @@
 //! - [`oci`]: an OCI image layout (or one-file oci-archive) and a runc bundle
 //!   (rootfs + config.json) with moonlit as PID 1;
 //! - [`tar`], [`sha256`]: the layer archive and the blob digests of a layout;
+//! - [`nbd`]: a disk with a volatile write cache (an NBD server for qemu)
+//!   whose unflushed writes a power cut loses, in part;
+//! - [`powerloss`]: the checksummed records of the power-loss tests and
+//!   their scan (shared by the guest's writer and the host's checks);
 //! - [`qemu`]: the VM runner (TCG, serial console captured, user network with
 //!   a forwarded port, console markers, hard timeout);
 //! - [`host`]: finding the tools and the Debian kernel on the host.
@@ -20,7 +24,9 @@ pub mod cpio;
 pub mod disk;
 pub mod host;
 pub mod kmod;
+pub mod nbd;
 pub mod oci;
+pub mod powerloss;
 pub mod qemu;
 pub mod rootfs;
 pub mod sha256;

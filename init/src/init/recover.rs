@@ -123,8 +123,13 @@ fn reexec(cp: Checkpoint, what: &str, history: &[u64]) -> Result<std::convert::I
     let fd = f.as_raw_fd().to_string();
     let times: Vec<String> = history.iter().map(u64::to_string).collect();
     let times = times.join(",");
-    // One line of the panic, without newlines: it becomes an argument.
-    let what: String = what.chars().take(300).filter(|c| *c != '\n').collect();
+    // One line of the panic, without newlines or NULs: it becomes an
+    // argument (a NUL would make the exec fail).
+    let what: String = what
+        .chars()
+        .take(300)
+        .filter(|c| *c != '\n' && *c != '\0')
+        .collect();
     let err = crate::sys::execv(
         "/proc/self/exe",
         &[

@@ -461,6 +461,109 @@ fn child_stack() -> Result<&'static ChildStack, std::io::Error> {
         .map_err(|&e| std::io::Error::from_raw_os_error(e))
 }
 
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+/// Set once clone3 was refused with ENOSYS: spawns use clone from then on.
+static CLONE3_OFF: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+const SYS_CLONE3: i64 = 435;
+
+/// clone3(2)'s argument block (Linux 5.7 layout, with `cgroup`).
+#[repr(C)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// Runs in the clone3 child on its own stack: calls the child closure and
+/// exits with what it returns (it returns only on a failure before exec).
+extern "C" fn clone3_entry(f: *mut &mut dyn FnMut() -> isize) -> ! {
+    // SAFETY: `f` points to the closure reference on the suspended
+    // parent's stack (CLONE_VM | CLONE_VFORK): alive until the child
+    // execs or exits.
+    let code = unsafe { (*f)() };
+    // SAFETY: exit(2) of this task only (not exit_group: the parent shares
+    // the thread group's memory, not its threads, so either is this task).
+    unsafe {
+        nix::libc::syscall(nix::libc::SYS_exit, code as i32);
+    }
+    loop {
+        std::hint::spin_loop();
+    }
+}
+
+/// clone3 with a caller-prepared stack, the way musl's clone wrapper does
+/// it for clone: the child starts on `stack` and calls [`clone3_entry`],
+/// never returning into this function's frame. x86_64 only.
+///
+/// # Safety
+/// `flags` must include CLONE_VM | CLONE_VFORK, `stack` must be unused
+/// memory that lives until the child execs or exits, and `child` must be
+/// safe to run in a task sharing this one's memory, as for
+/// `nix::sched::clone`.
+unsafe fn clone3_vfork(
+    flags: u64,
+    stack: &mut [u8],
+    cgroup: std::os::fd::RawFd,
+    child: &mut dyn FnMut() -> isize,
+) -> Result<nix::unistd::Pid, nix::errno::Errno> {
+    let mut child = child;
+    let arg: *mut &mut dyn FnMut() -> isize = &mut child;
+    let args = CloneArgs {
+        flags,
+        pidfd: 0,
+        child_tid: 0,
+        parent_tid: 0,
+        exit_signal: nix::libc::SIGCHLD as u64,
+        stack: stack.as_mut_ptr() as u64,
+        // The kernel starts the child at stack + stack_size: keep it
+        // 16-byte aligned, as a call site must be.
+        stack_size: (stack.len() & !15) as u64,
+        tls: 0,
+        set_tid: 0,
+        set_tid_size: 0,
+        cgroup: cgroup as u64,
+    };
+    let ret: i64;
+    // SAFETY: the syscall returns twice. In the parent (rax = pid or
+    // -errno) execution goes on at label 2. In the child (rax = 0) the
+    // stack pointer is the new stack: nothing of this frame is used; the
+    // child moves the argument into rdi, clears the frame pointer and
+    // calls the entry, which never returns. r12 and r13 survive the
+    // syscall (only rax, rcx and r11 are clobbered by it).
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            "test rax, rax",
+            "jnz 2f",
+            "xor ebp, ebp",
+            "mov rdi, r13",
+            "call r12",
+            "ud2",
+            "2:",
+            inlateout("rax") SYS_CLONE3 => ret,
+            in("rdi") &args as *const CloneArgs,
+            in("rsi") std::mem::size_of::<CloneArgs>(),
+            in("r12") clone3_entry as *const () as usize,
+            in("r13") arg,
+            lateout("rcx") _,
+            lateout("r11") _,
+        );
+    }
+    if ret < 0 {
+        Err(nix::errno::Errno::from_raw(-ret as i32))
+    } else {
+        Ok(nix::unistd::Pid::from_raw(ret as i32))
+    }
+}
+
 fn cstring(s: &str, what: &str, argv0: &str) -> Result<std::ffi::CString, SpawnError> {
     cbytes(s.as_bytes(), what, argv0)
 }
@@ -537,7 +640,7 @@ const ISOLATION_STEPS: &[&str] = &[
 /// nothing and writes no memory but its own stack and the two error words.
 pub fn spawn(spec: SpawnSpec) -> Result<u32, SpawnError> {
     use std::ffi::CString;
-    use std::sync::atomic::{AtomicI32, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
     use std::os::unix::ffi::OsStrExt;
 
@@ -768,7 +871,16 @@ pub fn spawn(spec: SpawnSpec) -> Result<u32, SpawnError> {
     let fail_stage = AtomicI32::new(STAGE_EXEC);
     let fail_index = AtomicI32::new(0);
 
-    let child = || -> isize {
+    // Set when clone3 put the child into its cgroup (CLONE_INTO_CGROUP):
+    // then it does not write cgroup.procs itself.
+    let joined_by_clone3 = std::cell::Cell::new(false);
+
+    // Set by the child as its first step: a clone3 child that never ran
+    // was killed at birth (see below).
+    let started = AtomicBool::new(false);
+
+    let mut child = || -> isize {
+        started.store(true, Ordering::Relaxed);
         let fail = |stage: i32, errno: i32| -> isize {
             fail_stage.store(stage, Ordering::Relaxed);
             fail_errno.store(errno.max(1), Ordering::Relaxed);
@@ -781,7 +893,7 @@ pub fn spawn(spec: SpawnSpec) -> Result<u32, SpawnError> {
         unsafe {
             // Into its cgroup first ("0" is the writer itself): the child
             // runs nothing of the service outside it.
-            if let Some(dir) = cgroup_fd {
+            if let Some(dir) = cgroup_fd.filter(|_| !joined_by_clone3.get()) {
                 let f = nix::libc::openat(
                     dir,
                     c"cgroup.procs".as_ptr(),
@@ -1058,13 +1170,66 @@ pub fn spawn(spec: SpawnSpec) -> Result<u32, SpawnError> {
     // is single-threaded and, where this runs in a threaded test, the
     // other threads never touch what the child reads. SIGCHLD reports the
     // child's end to the reaper like any other child.
-    let cloned = unsafe {
-        nix::sched::clone(
-            Box::new(child),
-            stack_slice,
-            nix::sched::CloneFlags::CLONE_VM | nix::sched::CloneFlags::CLONE_VFORK | ns_flags,
-            Some(nix::libc::SIGCHLD),
-        )
+    // With a cgroup, clone3 first: the kernel creates the child inside it
+    // (CLONE_INTO_CGROUP), which skips the RCU grace period a write to
+    // cgroup.procs waits for (5-25 ms, between a crash and the restart's
+    // exec). A refused clone3 (ENOSYS: old kernel or seccomp; anything
+    // else) or a child killed at birth falls back to clone and the child's
+    // own write (docs/DESIGN.md, Joining).
+    let via_clone3 = cgroup_fd
+        .filter(|_| !CLONE3_OFF.load(Ordering::Relaxed))
+        .and_then(|dir| {
+            let flags =
+                nix::sched::CloneFlags::CLONE_VM | nix::sched::CloneFlags::CLONE_VFORK | ns_flags;
+            joined_by_clone3.set(true);
+            // SAFETY: as for the clone below: the same prepared stack, the
+            // same child, the parent suspended until it execs or exits.
+            let r = unsafe {
+                clone3_vfork(
+                    flags.bits() as u64 | CLONE_INTO_CGROUP,
+                    stack_slice,
+                    dir,
+                    &mut child,
+                )
+            };
+            match r {
+                Ok(pid) if started.load(Ordering::Relaxed) => Some(pid),
+                Ok(pid) => {
+                    // The child never ran one instruction: the kernel
+                    // killed it as it was born. Kernels with cgroup.kill's
+                    // kill_seq (6.14 and later, seen on 6.18) compare the
+                    // parent's cgroup's count with the target's and SIGKILL
+                    // every CLONE_INTO_CGROUP child of a cgroup that was
+                    // ever killed through cgroup.kill. Reap it here (it is
+                    // this call's, nobody else has seen its pid) and start
+                    // the service the other way.
+                    let _ = nix::sys::wait::waitpid(pid, None);
+                    joined_by_clone3.set(false);
+                    None
+                }
+                Err(e) => {
+                    if e == nix::errno::Errno::ENOSYS {
+                        // No clone3 here (a kernel before 5.3, or a seccomp
+                        // profile answering ENOSYS, as Docker's does): do
+                        // not ask again.
+                        CLONE3_OFF.store(true, Ordering::Relaxed);
+                    }
+                    joined_by_clone3.set(false);
+                    None
+                }
+            }
+        });
+    let cloned = match via_clone3 {
+        Some(pid) => Ok(pid),
+        // SAFETY: see above.
+        None => unsafe {
+            nix::sched::clone(
+                Box::new(child),
+                stack_slice,
+                nix::sched::CloneFlags::CLONE_VM | nix::sched::CloneFlags::CLONE_VFORK | ns_flags,
+                Some(nix::libc::SIGCHLD),
+            )
+        },
     };
     if blocked {
         let _ = signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None);

@@ -187,6 +187,36 @@ service "leaver" {
     assert_eq!(sb.poweroff(&[]), 0);
 }
 
+/// A service's cgroup emptied through cgroup.kill takes its restart. On
+/// kernels with cgroup.kill's kill_seq (seen on 6.18) every child created
+/// straight into such a cgroup with clone3's CLONE_INTO_CGROUP is killed at
+/// birth; spawn notices that the child never ran and starts it the other
+/// way. Without that, each restart here dies of KILL until the service is
+/// given up.
+#[test]
+fn a_service_restarts_into_a_cgroup_that_cgroup_kill_emptied() {
+    require_cgroup2();
+    let cfg = r#"
+service "again" {
+  restart = "always",
+  backoff = { initial = 0.05 },
+  exec = { "/bin/sh", "-c", "echo run >> @DIR@/runs; setsid sleep 3600 & sleep 0.3; exit 3" },
+}
+"#;
+    let mut sb = Sandbox::start("cg-again", &[("services/a.lua", cfg)]);
+    let runs = sb.path("runs");
+    wait_until("three runs of the service", 20, || {
+        std::fs::read_to_string(&runs).is_ok_and(|t| t.lines().count() >= 3)
+    });
+    let console = sb.console();
+    assert!(
+        console.contains("again: main process exited with code 3; killing what is left"),
+        "{console}"
+    );
+    assert!(!console.contains("killed by signal KILL"), "{console}");
+    assert_eq!(sb.poweroff(&[]), 0);
+}
+
 #[test]
 fn cgroup_kill_ends_a_fork_bomb_confined_to_its_service() {
     require_cgroup2();

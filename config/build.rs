@@ -1,7 +1,7 @@
 //! Compiles the Lua prelude to bytecode at build time: loading bytecode at
 //! boot is about four times faster than parsing the source (PID 1 pays this
-//! on every boot and re-exec). The runtime falls back to the source if the
-//! bytecode is ever refused (its header is checked by Lua itself).
+//! on every boot and re-exec). Only the bytecode goes into the binary; Lua
+//! checks its header (version, sizes, number formats) when it is loaded.
 
 fn main() {
     println!("cargo:rerun-if-changed=src/prelude.lua");

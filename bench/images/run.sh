@@ -12,5 +12,8 @@ if [ -z "${MOONLIT_BIN:-}" ]; then
   case "$MOONLIT_BIN" in /*) ;; *) MOONLIT_BIN="$(pwd)/$MOONLIT_BIN" ;; esac
 fi
 export MOONLIT_BIN
+# The figures are dated: today (UTC) unless told otherwise.
+BENCH_DATE=${BENCH_DATE:-$(date -u +%F)}
+export BENCH_DATE
 cargo build --release -q -p moonlit-images --example bench-images
 exec "${CARGO_TARGET_DIR:-target}/x86_64-unknown-linux-musl/release/examples/bench-images" "$@"

@@ -180,7 +180,7 @@ if [ -n "$MOONLIT_MS" ]; then
 else
   VERDICT="no moonlit figure found in docs/bench-images.md (set MOONLIT_MS): no ratio."
 fi
-DATE=${BENCH_DATE:-(date not given)}
+DATE=${BENCH_DATE:-$(date -u +%F)}
 MACHINE=${BENCH_MACHINE:-$(nproc) cores}
 SDVER=$(sed -n 's/.*\(systemd [0-9][^ ]*\) running in system mode.*/\1/p' "$OUT/run-0.log" | head -n 1)
 ROOTMB=$(du -sm "$ROOT/" | cut -f1)

@@ -791,21 +791,20 @@ impl Runtime {
             })?,
         )?;
         let mark = lua.create_table()?;
-        // The prelude, precompiled by build.rs; the source if Lua refuses the
-        // bytecode (it checks version and number formats in the header).
-        let compiled = lua
+        // The prelude, precompiled by build.rs (the source is not kept in the
+        // binary: 23 KB). Lua checks the bytecode's header (version, sizes
+        // and number formats); a build whose build-script host disagreed with
+        // the target on those would fail here, in every test, loudly.
+        let prelude_fn = lua
             .load(PRELUDE_BYTECODE)
             .set_name("@moonlit/prelude.lua")
             .set_mode(mlua::chunk::ChunkMode::Binary)
-            .into_function();
-        let prelude_fn = match compiled {
-            Ok(f) => f,
-            Err(_) => lua
-                .load(include_str!("prelude.lua"))
-                .set_name("@moonlit/prelude.lua")
-                .set_mode(mlua::chunk::ChunkMode::Text)
-                .into_function()?,
-        };
+            .into_function()
+            .map_err(|e| {
+                mlua::Error::RuntimeError(format!(
+                    "the prelude's bytecode (built by config/build.rs) was refused: {e}"
+                ))
+            })?;
         let prelude: Table = prelude_fn.call((mark.clone(), r))?;
         let make_env: Function = prelude.get("make_env")?;
 
@@ -1374,7 +1373,7 @@ mod tests {
 
     #[test]
     fn the_precompiled_prelude_is_what_gets_loaded() {
-        // If this failed, every boot would silently fall back to parsing.
+        // If this failed, no runtime could be created (there is no fallback).
         let lua = mlua::Lua::new();
         let f = lua
             .load(PRELUDE_BYTECODE)

@@ -464,9 +464,11 @@ fn child_stack() -> Result<&'static ChildStack, std::io::Error> {
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 /// Set once clone3 was refused with ENOSYS: spawns use clone from then on.
 static CLONE3_OFF: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+#[cfg(target_arch = "x86_64")]
 const SYS_CLONE3: i64 = 435;
 
 /// clone3(2)'s argument block (Linux 5.7 layout, with `cgroup`).
+#[cfg(target_arch = "x86_64")]
 #[repr(C)]
 struct CloneArgs {
     flags: u64,
@@ -484,6 +486,7 @@ struct CloneArgs {
 
 /// Runs in the clone3 child on its own stack: calls the child closure and
 /// exits with what it returns (it returns only on a failure before exec).
+#[cfg(target_arch = "x86_64")]
 extern "C" fn clone3_entry(f: *mut &mut dyn FnMut() -> isize) -> ! {
     // SAFETY: `f` points to the closure reference on the suspended
     // parent's stack (CLONE_VM | CLONE_VFORK): alive until the child
@@ -508,6 +511,7 @@ extern "C" fn clone3_entry(f: *mut &mut dyn FnMut() -> isize) -> ! {
 /// memory that lives until the child execs or exits, and `child` must be
 /// safe to run in a task sharing this one's memory, as for
 /// `nix::sched::clone`.
+#[cfg(target_arch = "x86_64")]
 unsafe fn clone3_vfork(
     flags: u64,
     stack: &mut [u8],
@@ -562,6 +566,18 @@ unsafe fn clone3_vfork(
     } else {
         Ok(nix::unistd::Pid::from_raw(ret as i32))
     }
+}
+
+/// Elsewhere than x86_64 there is no clone3 with a caller's stack yet: the
+/// child joins its cgroup by its own cgroup.procs write.
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn clone3_vfork(
+    _flags: u64,
+    _stack: &mut [u8],
+    _cgroup: std::os::fd::RawFd,
+    _child: &mut dyn FnMut() -> isize,
+) -> Result<nix::unistd::Pid, nix::errno::Errno> {
+    Err(nix::errno::Errno::ENOSYS)
 }
 
 fn cstring(s: &str, what: &str, argv0: &str) -> Result<std::ffi::CString, SpawnError> {

@@ -85,12 +85,22 @@ fn cgroup_limits_oom_pids_live_weight_and_figures_in_a_vm() {
     let (v, f, text) = snapshot(port);
     let cg = &v["cgroups"];
     assert_eq!(cg["enabled"], true, "{cg}");
+    // memory, cpu and pids from the start; io because "weighted" sets
+    // io_weight; nothing else, though the kernel offers more.
     for c in ["cpu", "memory", "pids", "io"] {
         assert!(
             cg["controllers"].as_array().unwrap().iter().any(|x| x == c),
             "{c} missing: {cg}"
         );
         assert!(f["root.subtree_control"].contains(c), "{f:?}");
+    }
+    let offered = cg["available"].as_array().expect("available");
+    assert!(offered.iter().any(|x| x == "cpuset"), "{cg}");
+    for c in ["cpuset", "hugetlb", "rdma", "misc"] {
+        assert!(
+            !f["root.subtree_control"].split_whitespace().any(|x| x == c),
+            "{c} enabled though no service needs it: {f:?}"
+        );
     }
     // moonlit moved itself into the leaf (no internal processes).
     assert_eq!(f["init.scope"], "1", "{f:?}");
@@ -105,6 +115,7 @@ fn cgroup_limits_oom_pids_live_weight_and_figures_in_a_vm() {
     let w = service(&v, "weighted");
     let pid = w["pid"].as_u64().expect("pid");
     assert_eq!(f["cgroup.procs"], pid.to_string(), "{f:?}");
+    assert_eq!(f["io.weight"], "default 50");
     assert_eq!(f["cpu.weight"], "100");
     assert_eq!(f["cpu.max"], "50000 100000");
     assert_eq!(f["memory.high"], (64u64 << 20).to_string());

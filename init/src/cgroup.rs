@@ -226,7 +226,19 @@ pub struct Cgroups {
     oom_base: HashMap<String, u64>,
     /// What the set-up did, for the log.
     pub notes: Vec<String>,
+    /// Controllers this cgroup2 offers (`cgroup.controllers` of our root).
+    pub available: Vec<String>,
+    /// Our root's `cgroup.subtree_control`, where controllers are enabled.
+    subtree_control: Option<PathBuf>,
 }
+
+/// Enabled at set-up: what `ctl status` and `moonlit.service_stats` read
+/// (memory.current, cpu.stat, pids.current) and the limits most services
+/// set. Any other controller (io, cpuset, hugetlb, rdma, misc) is enabled
+/// when a service's limit first needs it: each enabled controller adds its
+/// interface files to every service cgroup and its set-up to every cgroup
+/// creation (docs/DESIGN.md, "Controllers on demand").
+pub const DEFAULT_CONTROLLERS: [&str; 3] = ["memory", "cpu", "pids"];
 
 impl Cgroups {
     /// Finds or mounts cgroup2 for `mode`, moves this process into
@@ -309,16 +321,13 @@ impl Cgroups {
         }
         join(&leaf).map_err(|e| e.to_string())?;
         let avail = std::fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
-        for c in avail.split_whitespace() {
-            if write_file(
-                &dir.join("cgroup.subtree_control"),
-                "enabling",
-                &format!("+{c}"),
-            )
-            .is_ok()
-            {
-                self.controllers.push(c.to_string());
-            }
+        self.available = avail.split_whitespace().map(str::to_string).collect();
+        // What an earlier run (before a re-exec) enabled stays enabled.
+        let on = std::fs::read_to_string(dir.join("cgroup.subtree_control")).unwrap_or_default();
+        self.controllers = on.split_whitespace().map(str::to_string).collect();
+        self.subtree_control = Some(dir.join("cgroup.subtree_control"));
+        for c in DEFAULT_CONTROLLERS {
+            let _ = self.enable(c);
         }
         match inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK) {
             Ok(fd) => self.inotify = Some(fd),
@@ -329,6 +338,25 @@ impl Cgroups {
 
     pub fn enabled(&self) -> bool {
         self.root.is_some()
+    }
+
+    /// Enables `controller` for the services (once; a no-op when it is
+    /// already on). The error names the controller and why.
+    pub fn enable(&mut self, controller: &str) -> Result<(), String> {
+        if self.controllers.iter().any(|c| c == controller) {
+            return Ok(());
+        }
+        if !self.available.iter().any(|c| c == controller) {
+            return Err(format!("the {controller} controller is not offered"));
+        }
+        let file = self
+            .subtree_control
+            .clone()
+            .ok_or_else(|| "cgroups are off".to_string())?;
+        write_file(&file, "enabling", &format!("+{controller}"))
+            .map_err(|e| format!("enabling the {controller} controller: {e}"))?;
+        self.controllers.push(controller.to_string());
+        Ok(())
     }
 
     /// The inotify descriptor of the `cgroup.events` watches (for epoll).
@@ -484,12 +512,16 @@ impl Cgroups {
     /// controller is enabled is written (unset ones get the kernel's
     /// default back); a limit that was set but whose controller is missing
     /// is an error naming it.
-    pub fn apply_limits(&self, service: &str, settings: &[Setting]) -> Result<(), String> {
+    pub fn apply_limits(&mut self, service: &str, settings: &[Setting]) -> Result<(), String> {
         let dir = self
             .dir(service)
             .ok_or_else(|| "cgroups are off".to_string())?;
         let mut missing = Vec::new();
         for st in settings {
+            if st.set && self.available.iter().any(|c| c == st.controller) {
+                // On demand; a failure shows as the controller missing below.
+                let _ = self.enable(st.controller);
+            }
             let file = dir.join(st.file);
             if !st.set {
                 // A default, to undo an earlier limit on a reused cgroup:

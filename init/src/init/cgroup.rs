@@ -207,6 +207,7 @@ impl Init {
             "enabled": self.cg.enabled(),
             "reason": self.cg.off_reason,
             "controllers": self.cg.controllers,
+            "available": self.cg.available,
         })
     }
 }

@@ -14,7 +14,8 @@ bin="${CARGO_TARGET_DIR:-target}/$target/release/moonlit"
 # panic = "abort" and no C++: nothing ever unwinds (Lua errors longjmp, and
 # the panic hook prints no backtrace), so the unwind tables are dead weight
 # (about 0.38 MB). objcopy leaves an empty GNU_EH_FRAME header behind.
-objcopy --remove-section=.eh_frame --remove-section=.eh_frame_hdr \
+# The profile does not strip (see Cargo.toml); the shipped file is stripped.
+objcopy --strip-all --remove-section=.eh_frame --remove-section=.eh_frame_hdr \
   --remove-section=.gcc_except_table "$bin"
 if readelf -SW "$bin" | grep -Eq '\.(eh_frame|gcc_except_table)\b'; then
   echo "build-musl.sh: $bin still has unwind tables" >&2; exit 1

@@ -4,6 +4,7 @@
 set -euo pipefail
 pkgs=(
   musl-tools
+  lld
   iproute2
   util-linux
   procps

@@ -697,6 +697,7 @@ impl Init {
         ));
         self.log("READY");
         self.boot.finish(now);
+        crate::sys::drop_binary_pages();
     }
 
     fn handle_step(&mut self, id: TaskId, step: Step) {

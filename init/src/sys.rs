@@ -172,3 +172,84 @@ pub fn default_sigpipe() {
     // called once at the start of a client command, single-threaded.
     let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
 }
+
+/// Drops this process's page-table entries for its own binary's read-only
+/// mappings (the code and constants, `r-xp` and `r--p` mappings of the
+/// executable's inode in /proc/self/maps), as the kernel frees its
+/// `__init` sections after boot: what the idle loop runs faults back in
+/// from the page cache, the boot-only code does not. The linker places the
+/// loop's functions together (init/link-order.txt), so that faulting back
+/// is a few clusters, not all of `.text` (docs/footprint.md). Returns the
+/// bytes of mappings dropped. Best effort: any failure leaves them mapped.
+pub fn drop_binary_pages() -> usize {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(exe) = std::fs::metadata("/proc/self/exe") else {
+        return 0;
+    };
+    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+        return 0;
+    };
+    let mut dropped = 0;
+    for line in maps.lines() {
+        let mut f = line.split_whitespace();
+        let (Some(range), Some(perms), Some(_off), Some(_dev), Some(inode)) =
+            (f.next(), f.next(), f.next(), f.next(), f.next())
+        else {
+            continue;
+        };
+        if (perms != "r-xp" && perms != "r--p") || inode.parse::<u64>().ok() != Some(exe.ino()) {
+            continue;
+        }
+        let Some((a, b)) = range.split_once('-') else {
+            continue;
+        };
+        let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) else {
+            continue;
+        };
+        if b <= a {
+            continue;
+        }
+        // SAFETY: the range is one whole mapping of the kernel's own list,
+        // read-only and backed by the executable's file, never written: the
+        // binary is static and not position-independent (build-musl.sh
+        // checks), so nothing relocates it at start and no page of it is a
+        // private copy. MADV_DONTNEED on such a mapping only unmaps pages;
+        // the next access maps the same page-cache contents again, so no
+        // Rust value and no code changes under anyone's feet.
+        let r =
+            unsafe { rustix::mm::madvise(a as *mut _, b - a, rustix::mm::Advice::LinuxDontNeed) };
+        if r.is_ok() {
+            dropped += b - a;
+        }
+    }
+    dropped
+}
+
+#[cfg(test)]
+mod tests {
+    fn kb(field: &str) -> u64 {
+        let s = std::fs::read_to_string("/proc/self/status").unwrap();
+        s.lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in /proc/self/status"))
+    }
+
+    #[test]
+    fn dropping_the_binary_pages_unmaps_them_and_the_code_still_runs() {
+        // The test binary's own pages: file-backed (RssFile) or, on tmpfs,
+        // shared memory (RssShmem).
+        let before = kb("RssFile:") + kb("RssShmem:");
+        let dropped = super::drop_binary_pages();
+        let after = kb("RssFile:") + kb("RssShmem:");
+        assert!(dropped > 0, "no mapping of /proc/self/exe found to drop");
+        assert!(
+            after < before,
+            "resident file pages {before} kB before, {after} kB after dropping {dropped} bytes"
+        );
+        // The code faults back in: this still computes.
+        let v: Vec<u64> = (1..=100).collect();
+        assert_eq!(v.iter().sum::<u64>(), 5050);
+    }
+}

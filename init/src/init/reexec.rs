@@ -673,6 +673,8 @@ impl Init {
             }
         }
         let _ = AsFd::as_fd(&self.epoll);
+        // The adoption ran once; the idle loop faults its own code back.
+        crate::sys::drop_binary_pages();
     }
 }
 

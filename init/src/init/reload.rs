@@ -349,6 +349,8 @@ impl Init {
                 touched.join(", ")
             }
         ));
+        // The transaction's code ran once; the idle loop faults its own back.
+        crate::sys::drop_binary_pages();
         let report = json!({
             "ok": true, "generation": self.generation, "changed": changed, "removed": removed,
             "services": outcomes, "network": network, "ms": ms,

@@ -6,7 +6,8 @@
 # user-mode TCG with every executed block logged (qemu-x86_64 -d exec,
 # nochain), with the RSS benchmark's configuration (20 services), waits for
 # READY, asks for `ctl status` (text and JSON) as bench/core/run.sh does,
-# five times 2 s apart, and stops. The functions run after READY (the idle set) go first
+# five times 2 s apart, with one restart of a service and one reload among
+# them (what PID 1 does now and then when idle), and stops. The functions run after READY (the idle set) go first
 # in the file, then those run only before it (the boot set); lld places
 # them in that order and the rest after. After READY moonlit drops the
 # binary's pages (init/src/sys.rs, drop_boot_pages), so what faults back is
@@ -58,8 +59,15 @@ init_pid=$(pgrep -P "$qpid" | head -n1)
 # What bench/core/run.sh does after READY (status polls, then 1 s idle),
 # then more idle and requests, so that the timers' and Lua's collector's
 # steps run too.
+marks=()
 for round in 1 2 3 4 5; do
-  for q in "status --json" "status" "status sleep01"; do
+  marks+=("$(grep -c "" "$work/trace")")
+  case $round in
+    2) extra="restart sleep02" ;; # the supervisor's stop, kill, spawn and restart paths
+    3) extra="reload" ;;          # a reload that changes nothing
+    *) extra="status" ;;
+  esac
+  for q in "status --json" "status" "status sleep01" "$extra"; do
     # shellcheck disable=SC2086
     nsenter --target "$init_pid" --pid --mount -- "$bin" ctl --socket "$work/idle.sock" $q >/dev/null ||
       { echo "order.sh: ctl $q failed (round $round)" >&2; exit 1; }
@@ -71,23 +79,45 @@ pkill -KILL -P "$qpid" 2>/dev/null || true
 wait "$qpid" 2>/dev/null || true
 qpid=""
 
-python3 - "$work/trace" "$ready_line" >init/link-order.txt <<'EOF'
-import sys
-path, ready = sys.argv[1], int(sys.argv[2])
-boot, idle = {}, {}
+# Three tiers: the idle loop (rounds 1, 4 and 5: status requests only,
+# before and after the rare work), the rare work (rounds 2 and 3: the
+# restart and the reload), the boot. Each tier goes after the one before,
+# without the functions already placed.
+# Each executed block's guest pc (the second field in brackets) is mapped
+# to the function holding it, also where qemu names none (musl's assembly
+# memcpy and memset have symbols of size 0).
+nm -n "$bin" | awk '$2 ~ /^[tTwW]$/ { print $1, $3 }' >"$work/syms"
+python3 - "$work/trace" "$work/syms" "$ready_line" "${marks[1]}" "${marks[3]}" >init/link-order.txt <<'EOF'
+import bisect, sys
+path, syms, ready, rare_from, rare_to = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:])
+addrs, names = [], []
+for line in open(syms):
+    a, n = line.split()
+    addrs.append(int(a, 16))
+    names.append(n)
+tiers = [{}, {}, {}]  # idle, rare, boot
 with open(path, errors="replace") as f:
     for n, line in enumerate(f, 1):
         if not line.startswith("Trace "):
             continue
-        name = line.rsplit(None, 1)[-1]
-        if name.startswith("["):
-            continue  # no symbol (musl's assembly, the entry point)
-        d = idle if n > ready else boot
-        d[name] = d.get(name, 0) + 1
-print(f"{len(idle)} after READY, {len(set(boot) - set(idle))} only before", file=sys.stderr)
-for name in sorted(idle, key=lambda k: -idle[k]):
-    print(name)
-for name in sorted(set(boot) - set(idle), key=lambda k: -boot[k]):
-    print(name)
+        try:
+            pc = int(line.split("[", 1)[1].split("/")[1], 16)
+        except (IndexError, ValueError):
+            continue
+        i = bisect.bisect_right(addrs, pc) - 1
+        if i < 0:
+            continue
+        name = names[i]
+        t = 2 if n <= ready else 1 if rare_from < n <= rare_to else 0
+        tiers[t][name] = tiers[t].get(name, 0) + 1
+placed = set()
+counts = []
+for t in tiers:
+    names = [k for k in sorted(t, key=lambda k: -t[k]) if k not in placed]
+    counts.append(len(names))
+    for name in names:
+        print(name)
+    placed.update(names)
+print("idle %d, rare %d, boot %d functions" % tuple(counts), file=sys.stderr)
 EOF
 wc -l init/link-order.txt >&2

@@ -167,6 +167,8 @@ pub struct Init {
     /// inotify on the configuration directories, and the debounce deadline.
     watch: Option<OwnedFd>,
     watch_due: Option<Ms>,
+    /// When the binary's pages are given back (after rare work).
+    pages: crate::idle_pages::IdlePages,
     net: Net,
     dhcp: dhcp::Dhcp,
     reexec: Option<reexec::PendingReexec>,
@@ -295,6 +297,7 @@ impl Init {
             last_reload: None,
             watch: None,
             watch_due: None,
+            pages: Default::default(),
             net: Net::default(),
             dhcp: dhcp::Dhcp::default(),
             reexec: None,
@@ -477,6 +480,7 @@ impl Init {
             self.waits.next_deadline(),
             self.timers.next_deadline(),
             self.watch_due,
+            self.pages.next_deadline(),
             self.dhcp_deadline(),
             self.reexec_deadline(),
             self.readiness.next_probe,
@@ -610,6 +614,7 @@ impl Init {
                 progressed = true;
                 self.perform(actions);
                 self.prune_cgroups();
+                self.pages.touched(now);
             }
             if let Some(code) = self.sup.main_exit.take() {
                 let code = match &self.opts.main_cmd {
@@ -656,6 +661,7 @@ impl Init {
             }
         }
         self.console.borrow_mut().flush();
+        self.pages.run_due(now_ms());
     }
 
     fn check_ready(&mut self) {
@@ -697,7 +703,7 @@ impl Init {
         ));
         self.log("READY");
         self.boot.finish(now);
-        crate::sys::drop_binary_pages();
+        self.pages.settled();
     }
 
     fn handle_step(&mut self, id: TaskId, step: Step) {
@@ -1538,6 +1544,7 @@ impl Init {
             "config_dir": self.opts.config_dir.display().to_string(),
             "services": services,
             "cgroups": self.cgroups_json(),
+            "memory": {"binary_page_drops": self.pages.drops()},
             "errors": self.config_errors.iter().map(|e| e.message.clone()).collect::<Vec<_>>(),
             "lua_errors": self.lua_errors.iter().cloned().collect::<Vec<_>>(),
             "tasks": self.tasks_json(),

@@ -17,6 +17,7 @@ mod control;
 mod ctl;
 mod entry;
 mod envset;
+mod idle_pages;
 mod init;
 mod logs;
 mod mode;

@@ -674,7 +674,7 @@ impl Init {
         }
         let _ = AsFd::as_fd(&self.epoll);
         // The adoption ran once; the idle loop faults its own code back.
-        crate::sys::drop_binary_pages();
+        self.pages.settled();
     }
 }
 

@@ -236,6 +236,8 @@ impl Init {
         if self.shutdown.is_some() {
             return json!({"ok": false, "error": "the system is shutting down"});
         }
+        // Whatever the outcome, the evaluation ran code the idle loop does not.
+        self.pages.touched(t);
         let c = self.evaluate(only, false);
         if c.changed.is_empty() && c.removed.is_empty() {
             return json!({
@@ -349,8 +351,6 @@ impl Init {
                 touched.join(", ")
             }
         ));
-        // The transaction's code ran once; the idle loop faults its own back.
-        crate::sys::drop_binary_pages();
         let report = json!({
             "ok": true, "generation": self.generation, "changed": changed, "removed": removed,
             "services": outcomes, "network": network, "ms": ms,

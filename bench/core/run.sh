@@ -451,7 +451,7 @@ rss_goal=1500000
 size_v="binary $size_bytes bytes (goal: under 2 MiB, 2,097,152 bytes): $( [ "$size_bytes" -lt "$size_goal" ] && echo met || echo '**not met**')"
 rss_v="idle RSS $((rss_kb * 1024)) bytes (goal: under 1.5 MB, 1,500,000 bytes): $( [ $((rss_kb * 1024)) -lt "$rss_goal" ] && echo met || echo '**not met**')"
 verdict="- $size_v
-- $rss_v (of which anon $rss_anon_kb kB: heap, stacks and Lua; the rest is the touched pages of the binary, so RSS follows the binary's size)"
+- $rss_v (of which anon $rss_anon_kb kB: heap, stacks and Lua; the rest is the pages of the binary the idle loop faulted back after PID 1 dropped them at READY: init/link-order.txt keeps that code together)"
 
 echo
 echo "Measured $when on $machine (load average before the bench: $load_start)."

@@ -182,10 +182,24 @@ pub fn default_sigpipe() {
 /// is a few clusters, not all of `.text` (docs/footprint.md). Returns the
 /// bytes of mappings dropped. Best effort: any failure leaves them mapped.
 pub fn drop_binary_pages() -> usize {
+    use std::io::Read;
     use std::os::unix::fs::MetadataExt;
     let Ok(exe) = std::fs::metadata("/proc/self/exe") else {
         return 0;
     };
+    // Only a fixed-address executable (ELF e_type ET_EXEC = 2): in a
+    // position-independent one the loader relocates the RELRO pages and
+    // makes them read-only, and dropping those private copies would bring
+    // back the file's unrelocated bytes.
+    let mut head = [0u8; 18];
+    let is_exec = std::fs::File::open("/proc/self/exe")
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok()
+        && head[..4] == *b"\x7fELF"
+        && u16::from_le_bytes([head[16], head[17]]) == 2;
+    if !is_exec {
+        return 0;
+    }
     let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
         return 0;
     };
@@ -211,9 +225,9 @@ pub fn drop_binary_pages() -> usize {
         }
         // SAFETY: the range is one whole mapping of the kernel's own list,
         // read-only and backed by the executable's file, never written: the
-        // binary is static and not position-independent (build-musl.sh
-        // checks), so nothing relocates it at start and no page of it is a
-        // private copy. MADV_DONTNEED on such a mapping only unmaps pages;
+        // binary is not position-independent (checked above; build-musl.sh
+        // checks it is static), so nothing relocates it at start and no
+        // page of it is a private copy. MADV_DONTNEED on such a mapping only unmaps pages;
         // the next access maps the same page-cache contents again, so no
         // Rust value and no code changes under anyone's feet.
         let r =

@@ -518,7 +518,7 @@ impl Cgroups {
             .ok_or_else(|| "cgroups are off".to_string())?;
         let mut missing = Vec::new();
         for st in settings {
-            if st.set && self.available.iter().any(|c| c == st.controller) {
+            if st.set {
                 // On demand; a failure shows as the controller missing below.
                 let _ = self.enable(st.controller);
             }

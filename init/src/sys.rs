@@ -184,7 +184,10 @@ pub fn default_sigpipe() {
 pub fn drop_binary_pages() -> usize {
     use std::io::Read;
     use std::os::unix::fs::MetadataExt;
-    let Ok(exe) = std::fs::metadata("/proc/self/exe") else {
+    let Ok(mut file) = std::fs::File::open("/proc/self/exe") else {
+        return 0;
+    };
+    let Ok(exe) = file.metadata() else {
         return 0;
     };
     // Only a fixed-address executable (ELF e_type ET_EXEC = 2): in a
@@ -192,9 +195,7 @@ pub fn drop_binary_pages() -> usize {
     // makes them read-only, and dropping those private copies would bring
     // back the file's unrelocated bytes.
     let mut head = [0u8; 18];
-    let is_exec = std::fs::File::open("/proc/self/exe")
-        .and_then(|mut f| f.read_exact(&mut head))
-        .is_ok()
+    let is_exec = file.read_exact(&mut head).is_ok()
         && head[..4] == *b"\x7fELF"
         && u16::from_le_bytes([head[16], head[17]]) == 2;
     if !is_exec {

@@ -31,3 +31,7 @@ fi
 if ! rustup target list --installed | grep -qx x86_64-unknown-linux-musl; then
   rustup target add x86_64-unknown-linux-musl
 fi
+# build-musl.sh compiles std with the program (-Z build-std needs its source).
+if ! rustup component list --installed | grep -q '^rust-src'; then
+  rustup component add rust-src
+fi

@@ -8,6 +8,14 @@ fn main() {
     println!("cargo:rerun-if-changed=link-order.txt");
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=PATH");
+    // build-musl.sh compiles std with the program (panic = abort, no
+    // landing pads): then nothing references libunwind's unwinder and
+    // src/no_unwind.rs may stand in for the rest of it.
+    println!("cargo:rustc-check-cfg=cfg(moonlit_own_std)");
+    println!("cargo:rerun-if-env-changed=MOONLIT_OWN_STD");
+    if std::env::var_os("MOONLIT_OWN_STD").is_some() {
+        println!("cargo:rustc-cfg=moonlit_own_std");
+    }
     let dir = std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR");
     let order = Path::new(&dir).join("link-order.txt");
     let lld = std::env::var_os("PATH")

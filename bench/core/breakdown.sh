@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Where the bytes of the static moonlit binary go: builds the release binary
-# unstripped (same profile otherwise, its own target dir), then prints the
+# Where the bytes of the static moonlit binary go: builds the shipped binary
+# with its symbol table kept (its own target dir), then prints the
 # section sizes and the code (.text symbols) grouped by crate, as markdown.
 #
 #   bench/core/breakdown.sh [BINARY]
@@ -8,7 +8,7 @@
 # With BINARY (an unstripped build), only analyses it. Needs binutils (nm,
 # size) and python3. The grouping is by the demangled symbol path: `mlua`,
 # `serde_json`, `moonlit_config`..., std/core/alloc, std's backtrace
-# symbolizer (gimli, addr2line), and C code (Lua, musl, libunwind) for
+# symbolizer (gimli, addr2line), and C code (Lua, musl) for
 # unmangled symbols.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -16,11 +16,10 @@ target=x86_64-unknown-linux-musl
 bin="${1:-}"
 if [ -z "$bin" ]; then
   dir="${CARGO_TARGET_DIR:-target}/breakdown"
-  CARGO_PROFILE_RELEASE_STRIP=false CARGO_TARGET_DIR="$dir" \
-    cargo build --release --locked --target "$target" -p moonlit >&2
+  CARGO_TARGET_DIR="$dir" ./build-musl.sh --keep-symbols >/dev/null
   bin="$dir/$target/release/moonlit"
 fi
-echo "### Sections (unstripped build; .debug_* and .symtab are not in the shipped file)"
+echo "### Sections (the shipped build with its symbols; .symtab is not in the shipped file)"
 echo
 echo "| section | bytes |"
 echo "|---|---|"
@@ -36,7 +35,7 @@ for line in sys.stdin:
     size, name = int(parts[1], 16), parts[3]
     rust = "::" in name
     if not rust:
-        g = "C: Lua, musl, libunwind"
+        g = "C: Lua, musl (libunwind if linked)"
     elif re.search(r"gimli|addr2line|miniz_oxide|rustc_demangle|backtrace_rs|object::read", name):
         g = "std backtrace symbolizer (gimli, addr2line)"
     else:

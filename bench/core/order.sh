@@ -23,8 +23,7 @@ command -v qemu-x86_64 >/dev/null || {
   apt-get install -y -qq qemu-user >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq qemu-user >/dev/null; }
 }
 dir="${CARGO_TARGET_DIR:-target}/breakdown"
-CARGO_PROFILE_RELEASE_STRIP=false CARGO_TARGET_DIR="$dir" \
-  cargo build --release --locked --target x86_64-unknown-linux-musl -p moonlit >&2
+CARGO_TARGET_DIR="$dir" ./build-musl.sh --keep-symbols >/dev/null
 bin="$dir/x86_64-unknown-linux-musl/release/moonlit"
 case "$bin" in /*) ;; *) bin="$repo/$bin" ;; esac
 

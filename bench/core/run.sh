@@ -559,12 +559,14 @@ service never restarts, zombies are left, the init does not start).
 
 ## Where the bytes go
 
-From \`bench/core/breakdown.sh\` in the same run: the release binary built
-again unstripped (same profile, its own target directory), its sections and
-its code grouped by crate (demangled symbol paths; unmangled symbols are C).
-The shipped binary is this one stripped, without \`.eh_frame\`,
-\`.eh_frame_hdr\` and \`.gcc_except_table\` (\`build-musl.sh\` removes them:
-nothing unwinds, see docs/DESIGN.md).
+From \`bench/core/breakdown.sh\` in the same run: the shipped build again with
+its symbol table kept (\`build-musl.sh --keep-symbols\`, its own target
+directory), its sections and its code grouped by crate (demangled symbol
+paths; unmangled symbols are C). The shipped binary is this one stripped.
+\`build-musl.sh\` compiles std with the program (opt-level z, no backtrace
+symbolizer, panic = abort) and removes \`.eh_frame\`, \`.eh_frame_hdr\` and
+\`.gcc_except_table\`: nothing unwinds, see docs/DESIGN.md ("std built for
+size").
 
 $breakdown
 EOF

@@ -21,6 +21,7 @@ mod idle_pages;
 mod init;
 mod logs;
 mod mode;
+mod no_unwind;
 mod shutdown;
 mod stage1;
 mod supervisor;

@@ -56,3 +56,17 @@ for g, v in groups.most_common():
     print(f"| {g} | {v} | {100 * v / total:.1f}% |")
 print(f"| total | {total} | |")
 '
+# How fresh init/link-order.txt is (docs/footprint.md): its names that are
+# still functions of this build, and this build's functions it lacks. New
+# code lands after the file's three tiers; rerun bench/core/order.sh when
+# the first count falls or the second grows.
+echo
+nm "$bin" | python3 -c '
+import sys
+have = {l.split()[-1] for l in sys.stdin if len(l.split()) == 3 and l.split()[1] in "tTwW"}
+order = [l.strip() for l in open("init/link-order.txt") if l.strip()]
+found = sum(1 for n in order if n in have)
+print("### init/link-order.txt against this build")
+print()
+print(f"{found} of its {len(order)} names are functions of this build; {len(have) - found} of the build'"'"'s {len(have)} functions are not in it (placed after it).")
+'

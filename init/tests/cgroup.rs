@@ -254,13 +254,7 @@ service "bystander" {{
         })
     });
     let took = t.elapsed();
-    let bomb = s["services"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "bomb")
-        .unwrap()
-        .clone();
+    let bomb = common::service_in(&s, "bomb");
     assert_eq!(bomb["cgroup"]["populated"], false, "{bomb}");
     // TERM is ignored: only the kill after stop_timeout ended it.
     assert!(took >= Duration::from_millis(900), "stopped in {took:?}");

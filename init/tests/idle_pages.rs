@@ -76,13 +76,7 @@ fn the_binary_pages_are_dropped_after_boot_and_after_rare_work_only() {
     let st = sb.wait_status("a drop after the restart", 10, |v| {
         v["memory"]["binary_page_drops"].as_u64() > Some(after_boot)
     });
-    let a = st["services"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "a")
-        .cloned()
-        .unwrap();
+    let a = common::service_in(&st, "a");
     assert_eq!(a["state"], "running", "{a}");
     assert_ne!(a["pid"].as_u64(), Some(pid), "not restarted: {a}");
 

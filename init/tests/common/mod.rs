@@ -181,13 +181,7 @@ impl Sandbox {
     }
 
     pub fn service(&self, name: &str) -> Value {
-        self.status()["services"]
-            .as_array()
-            .expect("services")
-            .iter()
-            .find(|s| s["name"] == name)
-            .cloned()
-            .unwrap_or_else(|| panic!("no service {name} in status"))
+        service_in(&self.status(), name)
     }
 
     /// Polls `f` on the status until it holds.
@@ -374,6 +368,17 @@ impl Drop for Sandbox {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// The service `name` of a status document (`ctl status --json`).
+pub fn service_in(status: &Value, name: &str) -> Value {
+    status["services"]
+        .as_array()
+        .expect("services")
+        .iter()
+        .find(|s| s["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no service {name} in status"))
 }
 
 pub fn read(p: &Path) -> String {

@@ -7,12 +7,12 @@
 //! controller is there.
 
 use mlua::Value;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::health_logs::{describe, parse_size};
 
 /// A byte count or an integer that may also be "max" (no limit).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Amount {
     Max,
@@ -30,7 +30,7 @@ impl Amount {
 
 /// `cpu.max`: at most `quota` microseconds of CPU per `period` (None: no
 /// quota).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct CpuMax {
     pub quota: Option<u64>,
     pub period: u64,
@@ -38,7 +38,7 @@ pub struct CpuMax {
 
 /// `cgroup = { memory_max = "256M", cpu_weight = 100, ... }`; an unset key
 /// leaves the kernel's default.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct CgroupLimits {
     pub memory_max: Option<Amount>,
     pub memory_high: Option<Amount>,

@@ -1,7 +1,7 @@
 //! Configuration errors: what failed, where (file:line), and why.
 
 /// The kind of a configuration error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ErrorKind {
     /// The file could not be read.
@@ -29,7 +29,7 @@ pub const MAX_MESSAGE: usize = 1024;
 
 /// One configuration error. `message` starts with the location
 /// ("services/web.lua:3: ...") whenever one is known.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize)]
 #[error("{message}")]
 pub struct ConfigError {
     pub kind: ErrorKind,

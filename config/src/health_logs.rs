@@ -10,10 +10,10 @@
 use std::time::Duration;
 
 use mlua::Value;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 /// How a health probe is made.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum HealthProbe {
     /// A program run as the service's user, in its directory and
@@ -26,7 +26,7 @@ pub enum HealthProbe {
 }
 
 /// What `retries` consecutive failed probes do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum HealthAction {
     /// The service is stopped its normal way and started again (a restart).
@@ -37,7 +37,7 @@ pub enum HealthAction {
 
 /// `health = { exec = {...} | tcp = PORT | path = FILE, every = 10,
 /// timeout = 2, retries = 3, action = "restart" }`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HealthCheck {
     pub probe: HealthProbe,
     /// Between the end of one probe and the start of the next (the first
@@ -53,7 +53,7 @@ pub struct HealthCheck {
 /// `log_file = { path = ..., max_size = "10M", keep = 5 }`: when a line would
 /// take the file past `max_size`, the file becomes `path.1` (`.1` becomes
 /// `.2` and so on up to `keep`; the oldest goes) and a new one is opened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct LogRotate {
     pub max_size: u64,
     pub keep: u32,

@@ -7,6 +7,7 @@
 //! the control socket: those live in the `moonlit` binary (`init/`).
 
 pub mod cgroup_limits;
+mod decode;
 pub mod envfile;
 pub mod error;
 mod fdutil;

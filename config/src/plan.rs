@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use mlua::{Table, Value};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 pub use crate::cgroup_limits::CgroupLimits;
 use crate::error::{ConfigError, ErrorKind};
@@ -18,7 +18,7 @@ use crate::runtime::RawDecl;
 use crate::spawn::parse_signal;
 
 /// When a stopped process is started again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RestartPolicy {
     Always,
@@ -28,7 +28,7 @@ pub enum RestartPolicy {
 
 /// What a reload does to a running service whose process-defining fields
 /// changed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum OnChange {
     Restart,
@@ -38,7 +38,7 @@ pub enum OnChange {
 
 /// Restart delays: the first restart is immediate, then `initial`, doubling
 /// up to `max`; a run longer than `reset_after` forgets past failures.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Backoff {
     pub initial: Duration,
     pub max: Duration,
@@ -46,14 +46,14 @@ pub struct Backoff {
 }
 
 /// More than `count` restarts within `interval` marks the service failed.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Burst {
     pub count: u32,
     pub interval: Duration,
 }
 
 /// When a started service counts as up for its dependents.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Readiness {
     /// As soon as it has been started (exec succeeded).
@@ -68,7 +68,7 @@ pub enum Readiness {
 }
 
 /// One validated service.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ServiceSpec {
     pub name: String,
     /// Where it was declared ("services/web.lua:3"); not part of its identity.
@@ -81,7 +81,6 @@ pub struct ServiceSpec {
     pub group: Option<String>,
     pub umask: Option<u32>,
     /// Resource limits (setrlimit), by name without RLIMIT_ ("nofile").
-    #[serde(default)]
     pub limits: BTreeMap<String, Limit>,
     pub restart: RestartPolicy,
     pub stop_signal: i32,
@@ -101,60 +100,45 @@ pub struct ServiceSpec {
     pub log_buffer: usize,
     /// Echo its output on the console.
     pub console: bool,
-    #[serde(default)]
     pub readiness: Readiness,
     /// Not ready within this time: killed, and its restart policy applies.
-    #[serde(default = "default_ready_timeout")]
     pub ready_timeout: Duration,
     /// Standard streams and environment inherited from the init (an
     /// entrypoint's main command), no log pipe.
-    #[serde(default)]
     pub passthrough: bool,
     /// Names (or `PREFIX_*` patterns; `*` for all) taken from PID 1's own
     /// environment.
-    #[serde(default)]
     pub env_inherit: Vec<String>,
     /// Environment files read at each start (`-PATH`: may be missing).
-    #[serde(default)]
     pub env_file: Vec<String>,
     /// Privileges and isolation applied between clone and exec.
-    #[serde(default)]
     pub sandbox: crate::spawn::Isolation,
     /// Rotation of `log_file` (the table form with `max_size`).
-    #[serde(default)]
     pub log_rotate: Option<LogRotate>,
     /// Each line of `log_file` starts with the time PID 1 read it.
-    #[serde(default)]
     pub log_timestamps: bool,
     /// Probes after readiness, for the service's whole life.
-    #[serde(default)]
     pub health: Option<HealthCheck>,
     /// `type = "forking"`: the started process daemonizes and exits 0; the
     /// service is what stays in its cgroup (or the pid in `pid_file`).
-    #[serde(default)]
     pub forking: bool,
     /// Where a forking daemon writes its main pid.
-    #[serde(default)]
     pub pid_file: Option<String>,
     /// cgroup v2 limits of the service's cgroup (applied live on reload).
-    #[serde(default)]
     pub cgroup: CgroupLimits,
     /// Started only when something triggers it (a timer, a first
     /// connection to its socket), not at boot.
-    #[serde(default)]
     pub on_demand: bool,
     /// What starts it on a schedule (makes it on demand).
-    #[serde(default)]
     pub timer: Option<crate::timers::TimerSpec>,
     /// Socket activation: sockets bound by moonlit and passed with
     /// systemd's protocol, `lazy`, `accept` (`sockets.rs`).
-    #[serde(default)]
     pub activation: crate::sockets::Activation,
 }
 
 /// One resource limit: `None` keeps what the process inherits; `u64::MAX` is
 /// "unlimited" (RLIM_INFINITY).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Limit {
     pub soft: Option<u64>,
     pub hard: Option<u64>,
@@ -250,7 +234,7 @@ pub fn parse_limits(v: Value) -> Result<BTreeMap<String, Limit>, String> {
     Ok(out)
 }
 
-fn default_ready_timeout() -> Duration {
+pub(crate) fn default_ready_timeout() -> Duration {
     Duration::from_secs(30)
 }
 

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use mlua::Value;
 
 use crate::health_logs::describe;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 /// The kernel's default cap on a listen backlog (`net.core.somaxconn`,
 /// 4096 since Linux 5.4); a larger backlog is cut to it by the kernel.
@@ -20,7 +20,7 @@ pub const DEFAULT_BACKLOG: u32 = 4096;
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 64;
 
 /// Where a socket listens.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Listen {
     /// An IPv4 or IPv6 address with a port ("0.0.0.0:8080", "[::]:53").
@@ -40,7 +40,7 @@ impl std::fmt::Display for Listen {
 
 /// The socket type (systemd's ListenStream=, ListenDatagram=,
 /// ListenSequentialPacket=).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SocketKind {
     #[default]
@@ -65,21 +65,17 @@ impl SocketKind {
 
 /// One `{ listen = ..., type = ..., name = ..., backlog = ..., mode = ...,
 /// owner = ..., group = ... }` entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SocketSpec {
     pub listen: Listen,
-    #[serde(default)]
     pub kind: SocketKind,
     /// Its name in `LISTEN_FDNAMES` (default: the service's name).
     pub name: String,
     pub backlog: u32,
     /// Unix sockets: the socket file's permissions.
-    #[serde(default)]
     pub mode: Option<u32>,
     /// Unix sockets: the socket file's owner and group (names or numbers).
-    #[serde(default)]
     pub owner: Option<String>,
-    #[serde(default)]
     pub group: Option<String>,
 }
 
@@ -92,24 +88,16 @@ impl SocketSpec {
 }
 
 /// A service's socket activation settings.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Activation {
     /// In declaration order: the service gets them as fds 3, 4, ...
-    #[serde(default)]
     pub sockets: Vec<SocketSpec>,
     /// Not started at boot: the first connection (or datagram) starts it.
-    #[serde(default)]
     pub lazy: bool,
     /// inetd style: one instance per connection, on stdin/stdout.
-    #[serde(default)]
     pub accept: bool,
     /// With `accept`: instances running at once, at most.
-    #[serde(default = "default_max")]
     pub max_connections: u32,
-}
-
-fn default_max() -> u32 {
-    DEFAULT_MAX_CONNECTIONS
 }
 
 impl Default for Activation {

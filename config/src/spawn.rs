@@ -156,7 +156,7 @@ pub struct SpawnSpec {
 }
 
 /// A namespace a service gets of its own (`namespaces = { "net" }`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Namespace {
     Net,
@@ -197,7 +197,7 @@ impl Namespace {
 /// exec (systemd's AmbientCapabilities=/CapabilityBoundingSet=,
 /// NoNewPrivileges=, PrivateNetwork=, PrivateTmp=, RootDirectory=,
 /// ReadOnlyPaths=).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Isolation {
     /// The capabilities kept (bits by CAP_* number): the bounding set is
     /// trimmed to them and they are raised in the ambient set, so a
@@ -1322,7 +1322,7 @@ pub fn spawn(spec: SpawnSpec) -> Result<u32, SpawnError> {
 }
 
 /// How a process ended, decoded in exactly one place.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum ExitStatus {
     Exited(i32),
     Signaled(i32),

@@ -16,7 +16,7 @@
 use std::time::Duration;
 
 use mlua::Value;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 /// One field of a calendar expression: values `lo..=hi` every `step`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -334,7 +334,7 @@ impl Zone {
 
 /// `timer = { calendar = "daily", on_boot = 60, every = 3600, persistent
 /// = true, randomized_delay = 30 }`: what triggers an on-demand service.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct TimerSpec {
     /// Calendar expressions (checked, kept as written).
     pub calendar: Vec<String>,

@@ -329,8 +329,8 @@ fn fetch(socket: &Path) -> Result<(String, BootRecord), Error> {
             ))
         }
     };
-    let record: BootRecord =
-        serde_json::from_value(boot).map_err(|e| Error::Reply(format!("boot record: {e}")))?;
+    let record: BootRecord = moonlit_net::json_decode::Decode::decode(&boot)
+        .map_err(|e| Error::Reply(format!("boot record: {e}")))?;
     if record.lost {
         return Err(Error::Lost);
     }

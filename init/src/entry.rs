@@ -397,7 +397,7 @@ pub fn remap(codes: &[i32], code: i32) -> i32 {
 }
 
 /// CMD as the `main` service of a configured init (carried across re-exec).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct MainCmd {
     pub argv: Vec<String>,
     pub remap: Vec<i32>,

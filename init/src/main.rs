@@ -15,6 +15,7 @@ mod cgroup;
 mod console;
 mod control;
 mod ctl;
+mod decode;
 mod entry;
 mod envset;
 mod idle_pages;

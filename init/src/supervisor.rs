@@ -14,13 +14,13 @@ use moonlit_config::plan::{OnChange, Plan, Readiness, RestartPolicy, ServiceSpec
 use moonlit_config::spawn::ExitStatus;
 
 mod health;
-pub use health::HealthState;
+pub use health::{Health, HealthState};
 
 /// Milliseconds on the monotonic clock.
 pub type Ms = u64;
 
 /// Where a service is.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub enum State {
     /// No process and none wanted yet (or stopped by hand / at shutdown).
     Stopped,
@@ -107,7 +107,7 @@ pub enum Action {
 }
 
 /// One supervised service.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Service {
     pub spec: ServiceSpec,
     /// A spec to use from the next start on (`on_change = "defer"`).
@@ -120,52 +120,65 @@ pub struct Service {
     /// Consecutive failed runs, for the backoff.
     pub consecutive: u32,
     /// When recent restarts happened, for the burst limit.
-    #[serde(default)]
     recent: VecDeque<Ms>,
     pub last_exit: Option<ExitStatus>,
     pub last_delay: Option<Ms>,
     /// No longer declared: stopped with its own stop procedure, then dropped.
-    #[serde(default)]
     pub removing: bool,
     /// The running process said it is ready (or needs not say).
-    #[serde(default = "yes")]
     pub ready: bool,
     /// Not ready by then: killed (a failed start).
-    #[serde(default)]
     pub ready_deadline: Option<Ms>,
     /// Its last `STATUS=` line (sd_notify).
-    #[serde(default)]
     pub status_text: Option<String>,
     /// Its health checks' record (see `health.rs`).
-    #[serde(default)]
     pub health: HealthState,
     /// It runs in its own cgroup (told by the loop at each spawn).
-    #[serde(default)]
     pub cgroup: bool,
     /// Its cgroup still holds a process (told by the loop).
-    #[serde(default)]
     pub populated: bool,
     /// The first pid ended but the cgroup still holds processes: the end
     /// counts once the cgroup is empty, with this status.
-    #[serde(default)]
     pub main_gone: Option<ExitStatus>,
     /// A forking service's starter exited 0: the service is the daemon.
-    #[serde(default)]
     pub forked: bool,
     /// The loop saw an OOM kill in its cgroup during this run.
-    #[serde(default)]
     pub oom: bool,
     /// Why the last run ended, when the status does not say ("oom").
-    #[serde(default)]
     pub last_exit_reason: Option<String>,
     /// An on-demand service was triggered: the next step starts it.
-    #[serde(default)]
     pub triggered: bool,
 }
 
-fn yes() -> bool {
-    true
+impl moonlit_net::json_decode::Decode for Service {
+    fn decode(v: &moonlit_net::json_decode::Value) -> moonlit_net::json_decode::Result<Self> {
+        let o = moonlit_net::json_decode::Obj::of(v, "a service")?;
+        Ok(Service {
+            spec: o.get("spec")?,
+            pending: o.get("pending")?,
+            state: o.get("state")?,
+            manual_stop: o.get("manual_stop")?,
+            restarts: o.get("restarts")?,
+            consecutive: o.get("consecutive")?,
+            recent: o.or_default("recent")?,
+            last_exit: o.get("last_exit")?,
+            last_delay: o.get("last_delay")?,
+            removing: o.or_default("removing")?,
+            ready: o.or_else("ready", || true)?,
+            ready_deadline: o.get("ready_deadline")?,
+            status_text: o.get("status_text")?,
+            health: o.or_default("health")?,
+            cgroup: o.or_default("cgroup")?,
+            populated: o.or_default("populated")?,
+            main_gone: o.get("main_gone")?,
+            forked: o.or_default("forked")?,
+            oom: o.or_default("oom")?,
+            last_exit_reason: o.get("last_exit_reason")?,
+            triggered: o.or_default("triggered")?,
+        })
+    }
 }
+moonlit_net::deserialize_by_decode!(Service);
 
 /// What a reload did (or, dry, would do) to one service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

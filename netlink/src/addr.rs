@@ -21,7 +21,7 @@ use crate::error::NetError;
 use crate::socket::{c_str, ne_u32, Attrs, Handle, Reply};
 
 /// An address with a prefix length: "10.0.2.15/24", "fd00::1/64".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct IpNet {
     pub addr: IpAddr,
     pub prefix: u8,

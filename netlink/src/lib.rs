@@ -8,9 +8,11 @@
 
 pub mod addr;
 pub mod consts;
+mod decode;
 pub mod dhcp;
 pub mod error;
 pub mod events;
+pub mod json_decode;
 pub mod link;
 pub mod lua;
 pub mod plan;

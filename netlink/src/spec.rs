@@ -10,7 +10,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 use mlua::{Table, Value};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::addr::IpNet;
 use crate::consts::*;
@@ -44,7 +44,7 @@ pub struct SpecError {
 }
 
 /// How a declared link comes to exist.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum KindSpec {
     /// `network.interface`: a link that exists already (or is a veth peer); never
     /// created or deleted by the reconciler.
@@ -79,7 +79,7 @@ impl KindSpec {
 }
 
 /// A declared route; the device is the declaring link.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct RouteSpec {
     /// AF_INET / AF_INET6
     pub family: u8,
@@ -120,7 +120,7 @@ impl fmt::Display for RouteSpec {
 }
 
 /// One declared link.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LinkSpec {
     pub name: String,
     pub kind: KindSpec,
@@ -138,10 +138,8 @@ pub struct LinkSpec {
     /// for bridges and bonds: declared ports (their `master` is set from this)
     pub ports: Vec<String>,
     /// `dhcp = true | { ... }`: a DHCPv4 client for this link
-    #[serde(default)]
     pub dhcp: Option<crate::dhcp::DhcpConfig>,
     /// `ipv6 = { accept_ra = true }`: the kernel's SLAAC, via sysctl
-    #[serde(default)]
     pub ipv6: Option<Ipv6Spec>,
     /// file:line of the declaration
     pub location: String,
@@ -149,7 +147,7 @@ pub struct LinkSpec {
 
 /// `ipv6 = { accept_ra = ... }`: IPv6 settings of a link, written to
 /// /proc/sys/net/ipv6/conf/LINK/ before the link is brought up.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct Ipv6Spec {
     /// true: accept router advertisements and autoconfigure addresses from
     /// their prefixes (SLAAC: `accept_ra` = 1, `autoconf` = 1); false: neither
@@ -169,7 +167,7 @@ impl Ipv6Spec {
 }
 
 /// `network.dns { nameservers = {...}, search = {...}, options = {...} }`
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct DnsSpec {
     pub nameservers: Vec<IpAddr>,
     pub search: Vec<String>,
@@ -178,7 +176,7 @@ pub struct DnsSpec {
 }
 
 /// The whole declared network, validated.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct NetworkSpec {
     /// by link name
     pub links: BTreeMap<String, LinkSpec>,

@@ -13,13 +13,31 @@
 use std::collections::HashMap;
 
 use moonlit_config::plan::Readiness;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::supervisor::{Ms, State, Supervisor};
 
+impl moonlit_net::json_decode::Decode for BootRecord {
+    fn decode(v: &moonlit_net::json_decode::Value) -> moonlit_net::json_decode::Result<Self> {
+        let o = moonlit_net::json_decode::Obj::of(v, "a boot record")?;
+        Ok(BootRecord {
+            t0: o.get("t0")?,
+            t0_boottime_ms: o.get("t0_boottime_ms")?,
+            exec_ms: o.get("exec_ms")?,
+            steps: o.get("steps")?,
+            services: o.get("services")?,
+            ready_ms: o.get("ready_ms")?,
+            frozen: o.get("frozen")?,
+            lost: o.or_default("lost")?,
+            index: HashMap::new(),
+        })
+    }
+}
+moonlit_net::deserialize_by_decode!(BootRecord);
+
 /// One timed step of the boot (stage 1, the Lua runtime, the modules,
 /// init.lua, the network, the services).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Step {
     pub name: String,
     pub start_ms: Ms,
@@ -27,7 +45,7 @@ pub struct Step {
 }
 
 /// One service's first start during the boot.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ServiceTimes {
     /// Its first process was spawned.
     pub spawn_ms: Option<Ms>,
@@ -35,17 +53,14 @@ pub struct ServiceTimes {
     /// oneshot) exited 0.
     pub ready_ms: Option<Ms>,
     /// Its dependencies as declared when it was first spawned.
-    #[serde(default)]
     pub after: Vec<String>,
-    #[serde(default)]
     pub requires: Vec<String>,
     /// How its readiness was decided: started, notify, tcp, path, forking,
     /// oneshot.
-    #[serde(default)]
     pub kind: String,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct BootRecord {
     /// CLOCK_MONOTONIC at t0, in ms (what `now_ms` counts in).
     pub t0: Ms,
@@ -54,7 +69,6 @@ pub struct BootRecord {
     pub t0_boottime_ms: Ms,
     /// From the process's start (`/proc/self/stat` starttime, 1/CLK_TCK
     /// resolution) to t0; none when /proc could not tell.
-    #[serde(default)]
     pub exec_ms: Option<Ms>,
     pub steps: Vec<Step>,
     /// Services in the order of their first spawn.
@@ -66,7 +80,6 @@ pub struct BootRecord {
     pub frozen: bool,
     /// The record could not be carried over (a re-exec from a binary that
     /// kept none).
-    #[serde(default)]
     pub lost: bool,
     /// Name -> position in `services`, while the boot goes on.
     #[serde(skip)]

@@ -12,7 +12,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use moonlit_config::error::ConfigError;
 use moonlit_config::spawn::{self, SpawnSpec, StdioSpec};
 use rustix::event::epoll::{self, EventData, EventFlags};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::{now_ms, Init, Options, T_LOG};
@@ -66,7 +66,7 @@ pub(crate) fn needed_format(sup: &crate::supervisor::Supervisor) -> u32 {
 /// How long the pre-flight may take.
 const PREFLIGHT_MS: u64 = 5000;
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize)]
 pub struct LogHandover {
     pub service: String,
     pub read_fd: RawFd,
@@ -75,9 +75,9 @@ pub struct LogHandover {
     pub total: u64,
 }
 
-/// Everything a new image needs to carry on. New fields get
-/// `#[serde(default)]` so a newer binary reads an older format.
-#[derive(Serialize, Deserialize)]
+/// Everything a new image needs to carry on. A new field is read with a
+/// default when missing (decode.rs), so a newer binary reads an older format.
+#[derive(Serialize)]
 pub struct Handover {
     pub format: u32,
     pub from_version: String,
@@ -94,37 +94,26 @@ pub struct Handover {
     pub t0: u64,
     pub control_fd: Option<RawFd>,
     pub reply_fd: Option<RawFd>,
-    #[serde(default)]
     pub main_cmd: Option<crate::entry::MainCmd>,
     /// `moonlit.setenv`'s variables (init.lua does not run again).
-    #[serde(default)]
     pub service_env: BTreeMap<String, String>,
     /// DHCP clients with their leases (renewals go on, nothing flaps).
-    #[serde(default)]
     pub dhcp: Vec<(String, moonlit_net::dhcp::Client)>,
     pub services: Vec<Service>,
     pub logs: Vec<LogHandover>,
     pub states: Vec<(String, Value, i64)>,
     pub config_errors: Vec<ConfigError>,
-    #[serde(default)]
     pub net_spec: moonlit_net::NetworkSpec,
-    #[serde(default)]
     pub net_owned: BTreeSet<String>,
-    #[serde(default)]
     pub net_active: bool,
-    #[serde(default)]
     pub reexecs: u64,
     /// Timer-started services' schedule (next and last runs).
-    #[serde(default)]
     pub timers: BTreeMap<String, crate::init::timers::Entry>,
     /// Socket activation: every bound socket (the descriptor and its
     /// declaration) and the `accept = true` instances still running.
-    #[serde(default)]
     pub sockets: Vec<super::sockets::SocketHandover>,
-    #[serde(default)]
     pub socket_instances: Vec<(u32, String)>,
     /// The first boot's record for `moonlit analyze`.
-    #[serde(default)]
     pub boot: Option<crate::analyze::record::BootRecord>,
 }
 
@@ -185,8 +174,8 @@ pub fn read_handover(fd: RawFd) -> Result<Handover, String> {
             Err(e) => return Err(format!("reading the handover: {e}")),
         }
     }
-    let h: Handover =
-        serde_json::from_slice(&buf).map_err(|e| format!("parsing the handover: {e}"))?;
+    let h: Handover = moonlit_net::json_decode::from_slice(&buf)
+        .map_err(|e| format!("parsing the handover: {e}"))?;
     if h.format > FORMAT_VERSION {
         return Err(format!(
             "handover format {} is newer than this binary's {FORMAT_VERSION}",

@@ -31,7 +31,7 @@ use moonlit_config::sockets::{Listen, SocketKind, SocketSpec};
 use moonlit_config::spawn::{self, ExitStatus, SpawnSpec, StdioSpec};
 use rustix::event::epoll::{self, EventData, EventFlags};
 use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::{Init, T_MASK};
@@ -65,7 +65,7 @@ pub(crate) struct Sockets {
 }
 
 /// One socket in the re-exec handover.
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize)]
 pub struct SocketHandover {
     pub service: String,
     pub spec: SocketSpec,

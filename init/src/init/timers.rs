@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use moonlit_config::timers::{TimerSpec, Zone};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::{now_ms, Init};
@@ -36,7 +36,7 @@ fn jitter(max: Duration) -> i64 {
 }
 
 /// One service's schedule.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Entry {
     pub spec: TimerSpec,
     /// When it is next due (Unix ms).
@@ -63,10 +63,20 @@ pub struct Timers {
     error: Option<String>,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize)]
 struct StateFile {
     version: u32,
     last: BTreeMap<String, i64>,
+}
+
+impl moonlit_net::json_decode::Decode for StateFile {
+    fn decode(v: &moonlit_net::json_decode::Value) -> moonlit_net::json_decode::Result<Self> {
+        let o = moonlit_net::json_decode::Obj::of(v, "the timers' state file")?;
+        Ok(StateFile {
+            version: o.get("version")?,
+            last: o.get("last")?,
+        })
+    }
 }
 
 impl Timers {
@@ -86,7 +96,7 @@ impl Timers {
         let state_dir = PathBuf::from(state_dir);
         let persisted = std::fs::read(state_dir.join("timers.json"))
             .ok()
-            .and_then(|b| serde_json::from_slice::<StateFile>(&b).ok())
+            .and_then(|b| moonlit_net::json_decode::from_slice::<StateFile>(&b).ok())
             .map(|s| s.last)
             .unwrap_or_default();
         Timers {

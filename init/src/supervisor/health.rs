@@ -8,7 +8,7 @@
 use std::collections::VecDeque;
 
 use moonlit_config::plan::{HealthAction, HealthCheck};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::{Action, Ms, Service, State, Supervisor};
 
@@ -16,7 +16,7 @@ use super::{Action, Ms, Service, State, Supervisor};
 const HISTORY: usize = 8;
 
 /// Where a service's health stands.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Health {
     /// Not yet known: no probe has passed since this process started (or
@@ -39,7 +39,7 @@ impl Health {
 
 /// One service's health record (carried across reloads while its check is
 /// unchanged, and across a re-exec).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct HealthState {
     pub status: Health,
     /// Failed probes in a row.
@@ -64,6 +64,26 @@ pub struct HealthState {
     #[serde(skip)]
     in_flight: Option<u32>,
 }
+
+impl moonlit_net::json_decode::Decode for HealthState {
+    fn decode(v: &moonlit_net::json_decode::Value) -> moonlit_net::json_decode::Result<Self> {
+        let o = moonlit_net::json_decode::Obj::of(v, "a health record")?;
+        Ok(HealthState {
+            status: o.get("status")?,
+            failures: o.get("failures")?,
+            last_output: o.get("last_output")?,
+            last_ok: o.get("last_ok")?,
+            changed: o.get("changed")?,
+            checked: o.get("checked")?,
+            checks: o.get("checks")?,
+            unhealthy_count: o.get("unhealthy_count")?,
+            history: o.get("history")?,
+            next: None,
+            in_flight: None,
+        })
+    }
+}
+moonlit_net::deserialize_by_decode!(HealthState);
 
 impl HealthState {
     fn set(&mut self, status: Health, now: Ms) {

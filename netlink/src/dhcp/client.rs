@@ -20,7 +20,7 @@
 
 use std::net::Ipv4Addr;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::arp::Arp;
 use super::wire::{self, ClasslessRoute, MsgType, Reply, Request};
@@ -38,7 +38,7 @@ pub const DECLINE_WAIT_MS: Ms = 10_000;
 pub type Ms = u64;
 
 /// What `dhcp = { ... }` asks for.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct DhcpConfig {
     /// Sent in option 12.
     pub hostname: Option<String>,
@@ -51,16 +51,14 @@ pub struct DhcpConfig {
     /// Send a RELEASE when moonlit shuts down.
     pub release: bool,
     /// Set the system's hostname from the lease's option 12.
-    #[serde(default)]
     pub use_hostname: bool,
     /// ARP-probe an acknowledged address before using it; DECLINE it when
     /// another host has it.
-    #[serde(default)]
     pub probe: bool,
 }
 
 /// A lease as bound.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Lease {
     pub address: Ipv4Addr,
     pub prefix: u8,
@@ -71,7 +69,6 @@ pub struct Lease {
     pub mtu: Option<u16>,
     pub classless: Vec<ClasslessRoute>,
     /// Option 12, as the server gave it.
-    #[serde(default)]
     pub hostname: Option<String>,
     pub lease_secs: u32,
     pub t1_secs: u32,
@@ -104,7 +101,7 @@ impl Lease {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Phase {
     Init,
     Selecting,
@@ -161,7 +158,7 @@ pub enum Output {
 }
 
 /// The client of one interface; serializable, so a re-exec keeps it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Client {
     pub mac: [u8; 6],
     pub cfg: DhcpConfig,
@@ -176,10 +173,30 @@ pub struct Client {
     next: Option<Ms>,
     rng: u64,
     /// The acknowledged lease being probed for (PROBING).
-    #[serde(default)]
     probing: Option<Lease>,
-    #[serde(default)]
     probes: u32,
+}
+
+crate::deserialize_by_decode!(Client);
+
+impl crate::json_decode::Decode for Client {
+    fn decode(v: &crate::json_decode::Value) -> crate::json_decode::Result<Self> {
+        let o = crate::json_decode::Obj::of(v, "a dhcp client")?;
+        Ok(Client {
+            mac: o.get("mac")?,
+            cfg: o.get("cfg")?,
+            phase: o.get("phase")?,
+            lease: o.get("lease")?,
+            offered: o.get("offered")?,
+            xid: o.get("xid")?,
+            exchange_start: o.get("exchange_start")?,
+            attempt: o.get("attempt")?,
+            next: o.get("next")?,
+            rng: o.get("rng")?,
+            probing: o.get("probing")?,
+            probes: o.or_default("probes")?,
+        })
+    }
 }
 
 impl Client {
@@ -746,5 +763,30 @@ mod tests {
         assert_eq!(back.deadline(), c.deadline());
         let (d, _) = sent(&back.on_timer(l.t1()));
         assert_eq!(d, Dest::Server(SERVER));
+        // Every field, the private ones too, reads back as written.
+        c.offered = Some((l.address, SERVER));
+        c.probing = Some(l.clone());
+        c.probes = 2;
+        c.cfg = DhcpConfig {
+            hostname: Some("h".into()),
+            client_id: Some(vec![1, 2]),
+            use_dns: true,
+            use_routes: true,
+            release: true,
+            use_hostname: true,
+            probe: true,
+        };
+        assert_eq!(crate::json_decode::round_trips(&c), Ok(()));
+        for p in [
+            Phase::Init,
+            Phase::Selecting,
+            Phase::Requesting,
+            Phase::Renewing,
+        ] {
+            assert_eq!(crate::json_decode::round_trips(&p), Ok(()));
+        }
+        for p in [Phase::Rebinding, Phase::Probing, Phase::Bound] {
+            assert_eq!(crate::json_decode::round_trips(&p), Ok(()));
+        }
     }
 }

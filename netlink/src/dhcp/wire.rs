@@ -69,7 +69,7 @@ impl MsgType {
 }
 
 /// A route from option 121.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct ClasslessRoute {
     pub dest: Ipv4Addr,
     pub prefix: u8,

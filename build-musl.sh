@@ -28,8 +28,13 @@ fi
 # MOONLIT_OWN_STD tells init/build.rs to leave libunwind out (no_unwind.rs).
 # MOONLIT_PREBUILT_STD=1 links the toolchain's prebuilt std instead (no
 # unstable flag; 0.33 MB larger), should a toolchain's -Z build-std break.
+# LLVM inlines less than at opt-level z's default threshold (5): -20 keeps
+# only the inlining its cost model expects to shrink the code (-44 KB;
+# docs/DESIGN.md, "std built for size"). Appended to the target's rustflags
+# of .cargo/config.toml; the std compiled here gets it too.
+inline=(--config "target.$target.rustflags=[\"-C\", \"llvm-args=-inline-threshold=-20\"]")
 if [ -n "${MOONLIT_PREBUILT_STD:-}" ]; then
-  cargo build --release --locked --target "$target" -p moonlit >&2
+  cargo build --release --locked --target "$target" -p moonlit "${inline[@]}" >&2
 else
   if ! rustup component list --installed 2>/dev/null | grep -q '^rust-src'; then
     rustup component add rust-src || {
@@ -39,7 +44,7 @@ else
     }
   fi
   MOONLIT_OWN_STD=1 RUSTC_BOOTSTRAP=1 cargo build --release --locked --target "$target" -p moonlit \
-    -Z build-std=std,panic_abort -Z build-std-features=optimize_for_size >&2
+    "${inline[@]}" -Z build-std=std,panic_abort -Z build-std-features=optimize_for_size >&2
 fi
 bin="${CARGO_TARGET_DIR:-target}/$target/release/moonlit"
 [ -x "$bin" ] || { echo "build-musl.sh: $bin was not built" >&2; exit 1; }
